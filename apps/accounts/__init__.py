@@ -1,0 +1,1 @@
+"""Users, teams, roles, memberships and API tokens."""

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """Shared foundations of Vireo."""
+
+    name = "apps.core"
+    label = "core"

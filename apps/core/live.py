@@ -1,0 +1,85 @@
+"""Live updates: publish() sends an event to channel-layer groups after the database is saved.
+
+Each group has its own sequence number (a Redis counter), carried by every event, so that a browser
+that sees a gap knows it missed something and refetches its page state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+SEQ_KEY = "vireo:seq:{}"
+
+
+@lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    """The process's Redis client (sequence counters, console tokens)."""
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def current_sequences(groups: Iterable[str]) -> dict[str, int]:
+    """The last sequence number sent to each group."""
+    groups = list(groups)
+    if not groups:
+        return {}
+    values = redis_client().mget([SEQ_KEY.format(g) for g in groups])
+    return {g: int(v or 0) for g, v in zip(groups, values, strict=True)}
+
+
+def groups_for(obj) -> list[str]:
+    """The groups that hear about a change to `obj`: everything, its team, its host, and itself."""
+    groups = ["all", f"team-{obj.team_id}"]
+    host_id = getattr(obj, "host_id", None)
+    if host_id is not None:
+        groups.append(f"host-{host_id}")
+    kind = getattr(obj, "live_kind", obj._meta.model_name)
+    groups.append(f"{kind}-{obj.pk}")
+    return groups
+
+
+def _send(groups: list[str], event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    pipe = redis_client().pipeline(transaction=False)
+    for group in groups:
+        pipe.incr(SEQ_KEY.format(group))
+    try:
+        seqs = pipe.execute()
+    except redis.RedisError:
+        logger.warning("Redis unavailable: live event %s not published", event.get("type"))
+        return
+    event = {**event, "time": time.time()}
+
+    async def send_all() -> None:
+        for group, seq in zip(groups, seqs, strict=True):
+            await layer.group_send(group, {"type": "live.event", "group": group, "seq": seq, "event": event})
+
+    try:
+        async_to_sync(send_all)()
+    except Exception:  # the channel layer being down must never fail the change that was saved
+        logger.warning(
+            "Channel layer unavailable: live event %s not published", event.get("type"), exc_info=True
+        )
+
+
+def publish(groups: list[str], event: dict[str, Any]) -> None:
+    """Send `event` to `groups` once the current transaction commits (save first, then publish)."""
+    transaction.on_commit(lambda: _send(groups, event))
+
+
+def publish_object(obj, event_type: str, **extra: Any) -> None:
+    """Publish the current state of a mirrored object (its `live_payload()`) to its groups."""
+    payload = {"type": event_type, "kind": obj.live_kind, "pk": obj.pk, "data": obj.live_payload(), **extra}
+    publish(groups_for(obj), payload)

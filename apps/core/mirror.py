@@ -1,0 +1,197 @@
+"""Keeping a host's mirror rows (VMs, networks, pools) equal to what libvirt reports, in bulk.
+
+One generic upsert serves every mirrored model: rows are keyed by (host, uuid); new ones are created,
+changed ones updated, missing ones marked gone (never deleted). Changes are saved first, then published:
+one event per object for small changes, one "inventory" event per host for large ones (the browser
+refetches), so that a reconcile of thousands of objects does not flood every open page.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from .live import groups_for, publish, publish_object
+from .models import InventoryChange
+
+# Above this many changed objects, one host-wide event replaces the per-object ones.
+PER_OBJECT_EVENT_LIMIT = 50
+
+
+@dataclass
+class SyncResult:
+    """What a sync changed."""
+
+    created: list[models.Model] = field(default_factory=list)
+    changed: list[tuple[models.Model, list[str]]] = field(default_factory=list)
+    gone: list[models.Model] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.created) + len(self.changed) + len(self.gone)
+
+
+def _describe_change(obj: models.Model, fields: list[str]) -> tuple[str, str]:
+    """The feed's event word and detail for a changed object."""
+    if "gone" in fields and not getattr(obj, "gone", False):
+        return "reappeared", ""
+    if "state" in fields:
+        return getattr(obj, "state", ""), getattr(obj, "state_reason", "")
+    if "active" in fields:
+        return ("started" if getattr(obj, "active", False) else "stopped"), ""
+    return "changed", ", ".join(sorted(fields))
+
+
+def sync_host_objects(
+    model: type[models.Model],
+    host,
+    rows: dict[str, dict[str, Any]],
+    *,
+    complete: bool,
+    feed: bool = True,
+) -> SyncResult:
+    """Make `host`'s rows of `model` equal `rows` (uuid -> field values).
+
+    `complete` says `rows` is the host's whole inventory: objects not in it are marked gone.
+    """
+    result = SyncResult()
+    fields = sorted({name for values in rows.values() for name in values})
+    kind = model.live_kind
+    now = timezone.now()
+    with transaction.atomic():
+        existing = {str(obj.uuid): obj for obj in model.objects.filter(host=host)}
+        to_create, to_update = [], []
+        for key, values in rows.items():
+            obj = existing.get(key)
+            if obj is None:
+                to_create.append(model(host=host, team_id=host.team_id, uuid=uuidlib.UUID(key), **values))
+                continue
+            changed = [name for name, value in values.items() if getattr(obj, name) != value]
+            if obj.gone:
+                obj.gone = False
+                changed.append("gone")
+                if hasattr(obj, "gone_since"):
+                    obj.gone_since = None
+            if changed:
+                for name in changed:
+                    if name != "gone":
+                        setattr(obj, name, values[name])
+                to_update.append(obj)
+                result.changed.append((obj, changed))
+        if complete:
+            for key, obj in existing.items():
+                if key not in rows and not obj.gone:
+                    obj.gone = True
+                    if hasattr(obj, "gone_since"):
+                        obj.gone_since = now
+                    to_update.append(obj)
+                    result.gone.append(obj)
+        if to_create:
+            result.created = model.objects.bulk_create(to_create, batch_size=500)
+        if to_update:
+            update_fields = sorted(
+                set(fields)
+                | {"gone", "updated"}
+                | ({"gone_since"} if hasattr(model, "gone_since") else set())
+            )
+            for obj in to_update:
+                obj.updated = now
+            model.objects.bulk_update(to_update, update_fields, batch_size=500)
+        if feed and result.count:
+            _record_feed(host, kind, result)
+        _publish(host, kind, result)
+    return result
+
+
+def mark_gone(model: type[models.Model], host, uuid: str) -> models.Model | None:
+    """Mark one object gone after libvirt said it was undefined; returns it, or None if unknown."""
+    obj = model.objects.filter(host=host, uuid=uuid, gone=False).first()
+    if obj is None:
+        return None
+    result = SyncResult(gone=[obj])
+    with transaction.atomic():
+        obj.gone = True
+        update = ["gone", "updated"]
+        if hasattr(obj, "gone_since"):
+            obj.gone_since = timezone.now()
+            update.append("gone_since")
+        obj.save(update_fields=update)
+        _record_feed(host, model.live_kind, result)
+        _publish(host, model.live_kind, result)
+    return obj
+
+
+def _record_feed(host, kind: str, result: SyncResult) -> None:
+    entries = [
+        InventoryChange(
+            team_id=host.team_id,
+            host=host,
+            object_type=kind,
+            object_id=o.pk,
+            object_name=str(o),
+            event="appeared",
+        )
+        for o in result.created
+    ]
+    for obj, changed in result.changed:
+        event, detail = _describe_change(obj, changed)
+        entries.append(
+            InventoryChange(
+                team_id=host.team_id,
+                host=host,
+                object_type=kind,
+                object_id=obj.pk,
+                object_name=str(obj),
+                event=event[:32],
+                detail=detail[:255],
+            )
+        )
+    entries += [
+        InventoryChange(
+            team_id=host.team_id,
+            host=host,
+            object_type=kind,
+            object_id=o.pk,
+            object_name=str(o),
+            event="gone",
+        )
+        for o in result.gone
+    ]
+    if len(entries) > PER_OBJECT_EVENT_LIMIT:
+        entries = [
+            InventoryChange(
+                team_id=host.team_id,
+                host=host,
+                object_type=kind,
+                object_name=host.name,
+                event="inventory",
+                detail=f"{len(entries)} {kind} changes",
+            )
+        ]
+    created = InventoryChange.objects.bulk_create(entries)
+    for change in created:
+        publish(
+            groups_for(change)[:3],
+            {"type": "change.created", "kind": "change", "pk": change.pk, "data": change.live_payload()},
+        )
+
+
+def _publish(host, kind: str, result: SyncResult) -> None:
+    if not result.count:
+        return
+    if result.count > PER_OBJECT_EVENT_LIMIT:
+        publish(
+            ["all", f"team-{host.team_id}", f"host-{host.pk}"],
+            {"type": "inventory.changed", "kind": kind, "host": host.pk, "count": result.count},
+        )
+        return
+    for obj in result.created:
+        publish_object(obj, f"{kind}.created")
+    for obj, _ in result.changed:
+        publish_object(obj, f"{kind}.updated")
+    for obj in result.gone:
+        publish_object(obj, f"{kind}.gone")

@@ -1,0 +1,1 @@
+"""libvirt hosts: their connections and credentials, hostd, and the inventory reconcile."""

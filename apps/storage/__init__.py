@@ -1,0 +1,1 @@
+"""Storage pools, volumes, the ISO library, uploads and downloads."""

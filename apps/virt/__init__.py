@@ -1,0 +1,115 @@
+"""Vireo's only gateway to libvirt: connections, inventory, actions and events as plain dataclasses.
+
+Nothing outside this package imports libvirt; callers get dataclasses and VirtError subclasses.
+"""
+
+from .connection import ConnectionPool, close_reason, ensure_event_loop, open_connection, pool
+from .domains import (
+    ACTIONS,
+    STATE_REASONS,
+    DiskInfo,
+    DomainInfo,
+    GraphicsInfo,
+    NicInfo,
+    action_refusal,
+    force_off,
+    get_domain,
+    list_domains,
+    parse_domain_xml,
+    pause,
+    reboot,
+    resume,
+    shutdown,
+    start,
+)
+from .domxml import DomainXml
+from .errors import (
+    AuthenticationFailed,
+    HostUnreachable,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    OperationTimeout,
+    Unsupported,
+    VirtError,
+    translate,
+    translated,
+)
+from .events import VirtEvent, deregister_events, register_events
+from .hostinfo import HostInfo, get_host_info
+from .networks import NetworkInfo, get_network, list_networks
+from .states import (
+    BLOCKED,
+    CRASHED,
+    NOSTATE,
+    PAUSED,
+    PMSUSPENDED,
+    RUNNING,
+    SHUTDOWN,
+    SHUTOFF,
+    state_name,
+)
+from .storage import PoolInfo, get_pool, list_pools
+from .uri import Credentials, is_remote, prepared_uri, validate_uri
+from .xmlutil import SAFE_PARSER, parse_xml
+
+__all__ = [
+    "ACTIONS",
+    "BLOCKED",
+    "CRASHED",
+    "NOSTATE",
+    "PAUSED",
+    "PMSUSPENDED",
+    "RUNNING",
+    "SAFE_PARSER",
+    "SHUTDOWN",
+    "SHUTOFF",
+    "STATE_REASONS",
+    "AuthenticationFailed",
+    "ConnectionPool",
+    "Credentials",
+    "DiskInfo",
+    "DomainInfo",
+    "DomainXml",
+    "GraphicsInfo",
+    "HostInfo",
+    "HostUnreachable",
+    "InvalidInput",
+    "InvalidState",
+    "NetworkInfo",
+    "NicInfo",
+    "NotFound",
+    "OperationTimeout",
+    "PoolInfo",
+    "Unsupported",
+    "VirtError",
+    "VirtEvent",
+    "action_refusal",
+    "close_reason",
+    "deregister_events",
+    "ensure_event_loop",
+    "force_off",
+    "get_domain",
+    "get_host_info",
+    "get_network",
+    "get_pool",
+    "is_remote",
+    "list_domains",
+    "list_networks",
+    "list_pools",
+    "open_connection",
+    "parse_domain_xml",
+    "parse_xml",
+    "pause",
+    "pool",
+    "prepared_uri",
+    "reboot",
+    "register_events",
+    "resume",
+    "shutdown",
+    "start",
+    "state_name",
+    "translate",
+    "translated",
+    "validate_uri",
+]

@@ -1,0 +1,273 @@
+"""Virtual machines: bulk listing, details, and the power actions with state checks."""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import libvirt
+
+from .domxml import DiskInfo, GraphicsInfo, NicInfo, parse_domain_xml
+from .errors import InvalidInput, InvalidState, translate, translated
+from .states import (
+    BLOCKED,
+    CRASHED,
+    NOSTATE,
+    PAUSED,
+    PMSUSPENDED,
+    RUNNING,
+    SHUTDOWN,
+    SHUTOFF,
+    STATE_NAMES,
+    STATE_REASONS,
+    action_refusal,
+    reason_words,
+    refusal_for,
+    state_name,
+)
+
+__all__ = [
+    "ACTIONS",
+    "BLOCKED",
+    "CRASHED",
+    "NOSTATE",
+    "PAUSED",
+    "PMSUSPENDED",
+    "RUNNING",
+    "SHUTDOWN",
+    "SHUTOFF",
+    "STATE_NAMES",
+    "STATE_REASONS",
+    "DiskInfo",
+    "DomainInfo",
+    "GraphicsInfo",
+    "NicInfo",
+    "action_refusal",
+    "force_off",
+    "get_domain",
+    "list_domains",
+    "lookup",
+    "parse_domain_xml",
+    "pause",
+    "reboot",
+    "resume",
+    "shutdown",
+    "start",
+    "state_name",
+]
+
+log = logging.getLogger(__name__)
+
+_STATS_GROUPS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+)
+
+
+@dataclass
+class DomainInfo:
+    """A VM as Vireo shows and mirrors it."""
+
+    uuid: str
+    name: str
+    id: int | None
+    state: str
+    state_reason: str
+    vcpus: int
+    max_vcpus: int
+    memory_kib: int
+    max_memory_kib: int
+    persistent: bool
+    autostart: bool
+    title: str
+    description: str
+    os_type: str
+    arch: str | None
+    machine: str | None
+    disks: list[DiskInfo] = field(default_factory=list)
+    nics: list[NicInfo] = field(default_factory=list)
+    graphics: list[GraphicsInfo] = field(default_factory=list)
+    cpu_time_ns: int | None = None
+
+
+def _vanished(exc: libvirt.libvirtError) -> bool:
+    return exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+
+
+def _addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
+    """MAC address -> IP addresses from the DHCP leases of libvirt's networks; {} when unavailable."""
+    try:
+        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0) or {}
+    except libvirt.libvirtError as exc:
+        log.debug("No leases for %s: %s", dom.name(), exc)
+        return {}
+    found: dict[str, list[str]] = {}
+    for iface in ifaces.values():
+        mac = (iface.get("hwaddr") or "").lower()
+        found.setdefault(mac, []).extend(a["addr"] for a in iface.get("addrs") or [] if a.get("addr"))
+    return found
+
+
+def _describe(dom: libvirt.virDomain, stats: dict[str, Any] | None, with_addresses: bool) -> DomainInfo:
+    """Build a DomainInfo from the domain's XML plus bulk stats (or info() where stats are missing)."""
+    parsed = parse_domain_xml(dom.XMLDesc(0))
+    persistent = bool(dom.isPersistent())
+    autostart = bool(dom.autostart()) if persistent else False
+    if stats and "state.state" in stats:
+        code, reason = stats["state.state"], stats.get("state.reason", 0)
+        vcpus = stats.get("vcpu.current", parsed.vcpus)
+        memory = stats.get("balloon.current", parsed.memory_kib)
+        cpu_time = stats.get("cpu.time")
+    else:
+        code, reason = dom.state()
+        _state, _max_mem, memory, vcpus, cpu_time = dom.info()
+    state = state_name(code)
+    info = DomainInfo(
+        uuid=parsed.uuid or dom.UUIDString(),
+        name=parsed.name or dom.name(),
+        id=parsed.id,
+        state=state,
+        state_reason=reason_words(state, reason),
+        vcpus=int(vcpus),
+        max_vcpus=int(stats.get("vcpu.maximum", parsed.max_vcpus)) if stats else parsed.max_vcpus,
+        memory_kib=int(memory) if state != SHUTOFF else parsed.memory_kib,
+        max_memory_kib=parsed.max_memory_kib,
+        persistent=persistent,
+        autostart=autostart,
+        title=parsed.title,
+        description=parsed.description,
+        os_type=parsed.os_type,
+        arch=parsed.arch,
+        machine=parsed.machine,
+        disks=parsed.disks,
+        nics=parsed.nics,
+        graphics=parsed.graphics,
+        cpu_time_ns=int(cpu_time) if cpu_time is not None and state != SHUTOFF else None,
+    )
+    if with_addresses and state in (RUNNING, BLOCKED, PAUSED):
+        leases = _addresses(dom)
+        for nic in info.nics:
+            nic.addresses = leases.get((nic.mac or "").lower(), [])
+    return info
+
+
+def _bulk_stats(conn: libvirt.virConnect, doms: list[libvirt.virDomain] | None) -> dict[str, dict[str, Any]]:
+    """UUID -> stats from one bulk call; {} if the driver has no bulk stats (callers fall back)."""
+    try:
+        if doms is None:
+            records = conn.getAllDomainStats(_STATS_GROUPS, 0)
+        else:
+            records = conn.domainListGetStats(doms, _STATS_GROUPS, 0)
+    except libvirt.libvirtError as exc:
+        if _vanished(exc):
+            return {}
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
+            raise translate(exc, "the host") from exc
+        return {}
+    return {dom.UUIDString(): stats for dom, stats in records}
+
+
+def list_domains(conn: libvirt.virConnect, *, with_addresses: bool = False) -> list[DomainInfo]:
+    """All VMs of a host, in bulk: one listing, one stats call, then each VM's XML.
+
+    A VM that disappears while being listed is skipped. `with_addresses` adds DHCP-lease IPs of running VMs.
+    """
+    with translated("the host"):
+        doms = conn.listAllDomains(0)
+    stats = _bulk_stats(conn, None) if doms else {}
+    result = []
+    for dom in doms:
+        try:
+            result.append(_describe(dom, stats.get(dom.UUIDString()), with_addresses))
+        except libvirt.libvirtError as exc:
+            if _vanished(exc):
+                continue
+            raise translate(exc, f"VM {dom.name()}") from exc
+    return result
+
+
+def lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
+    """The libvirt domain with this UUID; InvalidInput for a malformed UUID, NotFound if absent."""
+    try:
+        canonical = str(uuidlib.UUID(str(uuid)))
+    except ValueError as exc:
+        raise InvalidInput(f"{uuid!r} is not a valid VM UUID.") from exc
+    with translated(f"VM {canonical}"):
+        return conn.lookupByUUIDString(canonical)
+
+
+def get_domain(conn: libvirt.virConnect, uuid: str, *, with_addresses: bool = False) -> DomainInfo:
+    """One VM's details by UUID (NotFound if it does not exist)."""
+    dom = lookup(conn, uuid)
+    with translated(f"VM {dom.name()}"):
+        stats = _bulk_stats(conn, [dom])
+        return _describe(dom, stats.get(dom.UUIDString()), with_addresses)
+
+
+def _checked(conn: libvirt.virConnect, uuid: str, action: str) -> tuple[libvirt.virDomain, str]:
+    """Look the VM up and make sure `action` applies to its current state (InvalidState if not)."""
+    dom = lookup(conn, uuid)
+    name = dom.name()
+    with translated(f"VM {name}"):
+        state = state_name(dom.state()[0])
+    refusal = refusal_for(action, state, f"VM {name}")
+    if refusal:
+        raise InvalidState(refusal)
+    return dom, name
+
+
+def start(conn: libvirt.virConnect, uuid: str) -> None:
+    """Boot a stopped VM."""
+    dom, name = _checked(conn, uuid, "start")
+    with translated(f"VM {name}"):
+        dom.create()
+
+
+def shutdown(conn: libvirt.virConnect, uuid: str) -> None:
+    """Ask a running VM's guest to shut down (ACPI power button or agent); returns at once."""
+    dom, name = _checked(conn, uuid, "shutdown")
+    with translated(f"VM {name}"):
+        dom.shutdown()
+
+
+def force_off(conn: libvirt.virConnect, uuid: str) -> None:
+    """Power a VM off immediately, like pulling the plug."""
+    dom, name = _checked(conn, uuid, "force_off")
+    with translated(f"VM {name}"):
+        dom.destroy()
+
+
+def reboot(conn: libvirt.virConnect, uuid: str) -> None:
+    """Ask a running VM's guest to reboot."""
+    dom, name = _checked(conn, uuid, "reboot")
+    with translated(f"VM {name}"):
+        dom.reboot(0)
+
+
+def pause(conn: libvirt.virConnect, uuid: str) -> None:
+    """Freeze a running VM's CPUs (it keeps its memory)."""
+    dom, name = _checked(conn, uuid, "pause")
+    with translated(f"VM {name}"):
+        dom.suspend()
+
+
+def resume(conn: libvirt.virConnect, uuid: str) -> None:
+    """Unfreeze a paused VM."""
+    dom, name = _checked(conn, uuid, "resume")
+    with translated(f"VM {name}"):
+        dom.resume()
+
+
+ACTIONS: dict[str, Callable[[libvirt.virConnect, str], None]] = {
+    "start": start,
+    "shutdown": shutdown,
+    "force_off": force_off,
+    "reboot": reboot,
+    "pause": pause,
+    "resume": resume,
+}

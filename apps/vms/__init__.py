@@ -1,0 +1,1 @@
+"""Virtual machines: the mirror of libvirt domains, their pages and actions."""

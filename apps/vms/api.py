@@ -1,0 +1,100 @@
+"""The VMs API: /api/v1/vms/ and POST /api/v1/vms/{id}/{action}/."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.core.api import RestrictedQuerysetMixin
+from apps.core.choices import Action
+
+from . import services
+from .choices import VmAction
+from .filters import VirtualMachineFilterSet
+from .models import VirtualMachine
+
+
+class VirtualMachineSerializer(serializers.ModelSerializer):
+    """A VM as mirrored from libvirt."""
+
+    host_name = serializers.CharField(source="host.name", read_only=True)
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    addresses = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = VirtualMachine
+        fields = [
+            "id",
+            "uuid",
+            "name",
+            "title",
+            "description",
+            "host",
+            "host_name",
+            "team",
+            "state",
+            "state_reason",
+            "vcpus",
+            "memory_kib",
+            "max_memory_kib",
+            "persistent",
+            "autostart",
+            "os_type",
+            "arch",
+            "machine",
+            "disks",
+            "nics",
+            "graphics",
+            "addresses",
+            "tags",
+            "gone",
+            "gone_since",
+            "first_seen",
+            "updated",
+        ]
+        read_only_fields = fields
+
+
+class ActionResultSerializer(serializers.Serializer):
+    """What an action did."""
+
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+    vm = VirtualMachineSerializer()
+
+
+def _action(name: str):
+    name = str(name)
+
+    @extend_schema(
+        request=None,
+        responses={200: ActionResultSerializer, 409: ActionResultSerializer},
+        summary=f"{VmAction(name).label} the VM",
+        operation_id=f"vms_{name}",
+    )
+    def handler(self, request, pk=None):
+        vm = self.get_object()
+        result = services.vm_action(request.user, vm, name, request=request)
+        body = {"ok": result.ok, "detail": result.message, "vm": VirtualMachineSerializer(result.vm).data}
+        return Response(body, status=status.HTTP_200_OK if result.ok else status.HTTP_409_CONFLICT)
+
+    handler.__name__ = name
+    return action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler)
+
+
+class VirtualMachineViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    """VMs on every host the user may see. Actions need the operator or admin role."""
+
+    queryset = VirtualMachine.objects.select_related("host").prefetch_related("tags").order_by("name", "pk")
+    serializer_class = VirtualMachineSerializer
+    filterset_class = VirtualMachineFilterSet
+    ordering_fields = ["name", "state", "vcpus", "memory_kib", "updated"]
+
+    start = _action(VmAction.START)
+    shutdown = _action(VmAction.SHUTDOWN)
+    reboot = _action(VmAction.REBOOT)
+    force_off = _action(VmAction.FORCE_OFF)
+    pause = _action(VmAction.PAUSE)
+    resume = _action(VmAction.RESUME)

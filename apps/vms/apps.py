@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class VmsConfig(AppConfig):
+    """The vms app of Vireo."""
+
+    name = "apps.vms"
+    label = "vms"

@@ -1,0 +1,54 @@
+"""VM filters, shared by the list page and the API."""
+
+import django_filters
+from django.db.models import Q
+
+from apps.core.models import Tag
+from apps.hosts.models import Host
+
+from .choices import VmState
+from .models import VirtualMachine
+
+
+class VirtualMachineFilterSet(django_filters.FilterSet):
+    """Search, host, state, tag and gone filters, plus ordering."""
+
+    q = django_filters.CharFilter(method="search", label="Search")
+    host = django_filters.ModelChoiceFilter(queryset=Host.objects.all())
+    state = django_filters.MultipleChoiceFilter(choices=VmState.choices)
+    tag = django_filters.ModelMultipleChoiceFilter(
+        field_name="tags__name", to_field_name="name", queryset=Tag.objects.all()
+    )
+    gone = django_filters.BooleanFilter()
+    ordering = django_filters.OrderingFilter(
+        fields=(
+            ("name", "name"),
+            ("state", "state"),
+            ("host__name", "host"),
+            ("vcpus", "vcpus"),
+            ("memory_kib", "memory"),
+            ("updated", "updated"),
+        ),
+    )
+
+    class Meta:
+        model = VirtualMachine
+        fields = ["q", "host", "state", "tag", "gone"]
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            from apps.core.permissions import restrict
+
+            self.filters["host"].queryset = restrict(Host.objects.all(), user)
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(name__icontains=value)
+            | Q(title__icontains=value)
+            | Q(uuid__icontains=value)
+            | Q(description__icontains=value)
+        )

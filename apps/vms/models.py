@@ -1,0 +1,91 @@
+"""The VirtualMachine mirror of a libvirt domain."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+
+from .choices import STATE_BADGES, VmState
+
+
+class VirtualMachine(models.Model):
+    """A libvirt domain as last seen on its host. libvirt is the truth; this row is its mirror.
+
+    A domain that disappears from libvirt is marked `gone` (kept with its history), not deleted.
+    """
+
+    team_path = "team"
+    live_kind = "vm"
+
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="vms")
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="vms")
+    uuid = models.UUIDField()
+    name = models.CharField(max_length=255, db_index=True)
+    title = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=VmState.choices, default=VmState.NOSTATE, db_index=True)
+    state_reason = models.CharField(max_length=64, blank=True)
+    domain_id = models.IntegerField(null=True, blank=True)
+    vcpus = models.PositiveIntegerField(default=0)
+    memory_kib = models.PositiveBigIntegerField(default=0)
+    max_memory_kib = models.PositiveBigIntegerField(default=0)
+    persistent = models.BooleanField(default=True)
+    autostart = models.BooleanField(default=False)
+    os_type = models.CharField(max_length=16, blank=True)
+    arch = models.CharField(max_length=16, blank=True)
+    machine = models.CharField(max_length=64, blank=True)
+    disks = models.JSONField(default=list, blank=True)
+    nics = models.JSONField(default=list, blank=True)
+    graphics = models.JSONField(default=list, blank=True)
+    cpu_time_ns = models.BigIntegerField(null=True, blank=True)
+    tags = models.ManyToManyField("core.Tag", blank=True, related_name="vms")
+    gone = models.BooleanField(default=False, db_index=True)
+    gone_since = models.DateTimeField(null=True, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        verbose_name = "virtual machine"
+        constraints = [models.UniqueConstraint(fields=["host", "uuid"], name="unique_vm_per_host")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("vms:detail", args=[self.pk])
+
+    @property
+    def state_badge(self) -> str:
+        """Bootstrap colour of the state badge."""
+        return "dark" if self.gone else STATE_BADGES.get(self.state, "light")
+
+    @property
+    def state_label(self) -> str:
+        """The state as shown to a person."""
+        return "Gone" if self.gone else self.get_state_display()
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory_kib // 1024
+
+    @property
+    def addresses(self) -> list[str]:
+        """Guest addresses known from the NICs."""
+        return [a for nic in self.nics for a in nic.get("addresses", [])]
+
+    def live_payload(self) -> dict:
+        """What a browser shows of a VM, sent with every change."""
+        return {
+            "name": self.name,
+            "host": self.host_id,
+            "state": self.state,
+            "state_label": self.state_label,
+            "state_badge": self.state_badge,
+            "state_reason": self.state_reason,
+            "vcpus": self.vcpus,
+            "memory_mib": self.memory_mib,
+            "autostart": self.autostart,
+            "gone": self.gone,
+            "addresses": self.addresses,
+        }

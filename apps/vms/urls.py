@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "vms"
+urlpatterns = [
+    path("", views.VmListView.as_view(), name="list"),
+    path("bulk/", views.vm_bulk_action_view, name="bulk"),
+    path("<int:pk>/", views.VmDetailView.as_view(), name="detail"),
+    path("<int:pk>/<str:action>/", views.vm_action_view, name="action"),
+]

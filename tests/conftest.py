@@ -1,0 +1,93 @@
+"""Shared fixtures: users by role (owner, operator, viewer, outsider), teams, and hosts on libvirt's
+test driver. The real-libvirtd fixtures (tiny guest) come from tests/fixtures/guest.py."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from apps import virt
+from apps.accounts.models import Membership, Team
+from apps.core.choices import Role
+
+pytest_plugins = ["tests.fixtures.guest"]
+
+PASSWORD = "correct-horse-battery-staple-42"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_connections(settings):
+    """Each test gets fresh libvirt connections, runs Celery tasks in-process, and closes what it opened."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from project.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    virt.pool.close_all()
+
+
+@pytest.fixture
+def team(db) -> Team:
+    return Team.objects.create(name="Blue")
+
+
+@pytest.fixture
+def other_team(db) -> Team:
+    return Team.objects.create(name="Red")
+
+
+def _member(username: str, team: Team, role: str):
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def owner(team):
+    """An admin of the team that owns the objects under test."""
+    return _member("owner", team, Role.ADMIN)
+
+
+@pytest.fixture
+def operator(team):
+    return _member("operator", team, Role.OPERATOR)
+
+
+@pytest.fixture
+def viewer(team):
+    return _member("viewer", team, Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(other_team):
+    """An admin of another team: sees nothing of `team`."""
+    return _member("outsider", other_team, Role.ADMIN)
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser(username="root", password=PASSWORD)
+
+
+@pytest.fixture
+def client_for(client):
+    """client_for(user): the Django test client logged in as `user`."""
+
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def test_host(team):
+    """A host on libvirt's test driver (test:///default: one running domain 'test', one network, one pool),
+    reconciled into the mirror."""
+    from apps.hosts.models import Host
+    from apps.hosts.services import reconcile_host
+
+    host = Host.objects.create(team=team, name="testhost", uri="test:///default")
+    reconcile_host(host)
+    host.refresh_from_db()
+    return host
