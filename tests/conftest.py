@@ -91,3 +91,38 @@ def test_host(team):
     reconcile_host(host)
     host.refresh_from_db()
     return host
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `disruptive` (they stop libvirtd or Redis) run last, after everything that needs them."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+@pytest.fixture
+def hostd(settings, transactional_db):
+    """A running hostd (the lease supervisor and its host watchers) in a thread of the test process."""
+    import threading
+
+    from apps.hosts.hostd import Supervisor
+
+    settings.VIREO_HOSTD_LEASE_SECONDS = 3
+    settings.VIREO_HOSTD_MAX_BACKOFF = 2
+    supervisor = Supervisor()
+    thread = threading.Thread(target=supervisor.run, name="hostd-test", daemon=True)
+    thread.start()
+    yield supervisor
+    supervisor.stop()
+    thread.join(timeout=15)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; return it, or fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

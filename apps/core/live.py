@@ -19,7 +19,6 @@ from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
-SEQ_KEY = "vireo:seq:{}"
 
 
 @lru_cache(maxsize=1)
@@ -28,12 +27,17 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
+def _seq_key(group: str) -> str:
+    """The Redis counter of a group's sequence numbers (under the installation's channel prefix)."""
+    return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:seq:{group}"
+
+
 def current_sequences(groups: Iterable[str]) -> dict[str, int]:
     """The last sequence number sent to each group."""
     groups = list(groups)
     if not groups:
         return {}
-    values = redis_client().mget([SEQ_KEY.format(g) for g in groups])
+    values = redis_client().mget([_seq_key(g) for g in groups])
     return {g: int(v or 0) for g, v in zip(groups, values, strict=True)}
 
 
@@ -54,7 +58,7 @@ def _send(groups: list[str], event: dict[str, Any]) -> None:
         return
     pipe = redis_client().pipeline(transaction=False)
     for group in groups:
-        pipe.incr(SEQ_KEY.format(group))
+        pipe.incr(_seq_key(group))
     try:
         seqs = pipe.execute()
     except redis.RedisError:

@@ -127,7 +127,7 @@ class HostWatcher(threading.Thread):
                 try:
                     first = self.events.get(timeout=1.0)
                 except queue.Empty:
-                    if not conn.isAlive():
+                    if not virt.is_alive(conn):
                         self._on_close("the connection is no longer alive")
                     continue
                 self._apply(host, conn, self._drain(first))
@@ -152,6 +152,7 @@ class HostWatcher(threading.Thread):
         return list(batch.values())
 
     def _apply(self, host: Host, conn, events: list[virt.VirtEvent]) -> None:
+        """Read each object an event names and update the mirror: one bulk sync per kind."""
         from apps.networks.models import Network
         from apps.networks.services import network_fields
         from apps.storage.models import StoragePool
@@ -164,28 +165,33 @@ class HostWatcher(threading.Thread):
             "network": (Network, virt.get_network, network_fields),
             "pool": (StoragePool, virt.get_pool, pool_fields),
         }
-        for event in events:
-            model, read, to_fields = readers[event.kind]
+        for kind, (model, read, to_fields) in readers.items():
+            rows, gone = {}, []
+            for event in (e for e in events if e.kind == kind):
+                try:
+                    info = read(conn, event.uuid)
+                except virt.NotFound:
+                    gone.append(event.uuid)
+                    continue
+                except virt.VirtError as exc:
+                    logger.warning(
+                        "host %s: reading %s %s after %s failed: %s",
+                        host,
+                        kind,
+                        event.name,
+                        event.event,
+                        exc.message,
+                    )
+                    continue
+                rows[info.uuid] = to_fields(info)
             try:
-                info = read(conn, event.uuid)
-            except virt.NotFound:
-                mark_gone(model, host, event.uuid)
-                continue
-            except virt.VirtError as exc:
-                logger.warning(
-                    "host %s: reading %s %s after %s failed: %s",
-                    host,
-                    event.kind,
-                    event.name,
-                    event.event,
-                    exc.message,
-                )
-                continue
+                if rows:
+                    sync_host_objects(model, host, rows, complete=False)
+                for uuid in gone:
+                    mark_gone(model, host, uuid)
             except Exception:
-                logger.exception("host %s: applying %s failed", host, event)
+                logger.exception("host %s: applying %d %s events failed", host, len(rows) + len(gone), kind)
                 close_old_connections()
-                continue
-            sync_host_objects(model, host, {info.uuid: to_fields(info)}, complete=False)
 
 
 class Supervisor:

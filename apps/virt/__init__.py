@@ -3,7 +3,15 @@
 Nothing outside this package imports libvirt; callers get dataclasses and VirtError subclasses.
 """
 
-from .connection import ConnectionPool, close_reason, ensure_event_loop, open_connection, pool
+from .connection import (
+    ConnectionPool,
+    close_reason,
+    ensure_event_loop,
+    is_alive,
+    on_close,
+    open_connection,
+    pool,
+)
 from .domains import (
     ACTIONS,
     STATE_REASONS,
@@ -67,6 +75,7 @@ __all__ = [
     "STATE_REASONS",
     "AuthenticationFailed",
     "ConnectionPool",
+    "is_alive",
     "Credentials",
     "DiskInfo",
     "DomainInfo",
@@ -97,6 +106,7 @@ __all__ = [
     "list_domains",
     "list_networks",
     "list_pools",
+    "on_close",
     "open_connection",
     "parse_domain_xml",
     "parse_xml",

@@ -149,6 +149,27 @@ def close_reason(code: int) -> str:
     return _CLOSE_REASONS.get(code, "unknown")
 
 
+def on_close(conn: libvirt.virConnect, callback: Callable[[str], None]) -> bool:
+    """Call `callback(reason)` (see close_reason) when libvirt reports `conn` closed; False if unsupported.
+
+    For connections outside the pool (the pool registers its own callback: libvirt allows one per
+    connection). The callback runs on the event-loop thread and must return quickly.
+    """
+
+    def closed(_conn: libvirt.virConnect, reason: int, _opaque: Any) -> None:
+        try:
+            callback(close_reason(reason))
+        except Exception:
+            log.exception("Connection close callback failed")
+
+    try:
+        conn.registerCloseCallback(closed, None)
+    except libvirt.libvirtError as exc:
+        log.debug("Close callback unavailable: %s", exc)
+        return False
+    return True
+
+
 CloseListener = Callable[[str, str], None]
 
 
@@ -227,6 +248,11 @@ class ConnectionPool:
                 listener(key, text)
             except Exception:
                 log.exception("Connection close listener failed for %s", key)
+
+
+def is_alive(conn: libvirt.virConnect) -> bool:
+    """Whether the connection still answers (keepalive has not given up and it was not closed)."""
+    return _alive(conn)
 
 
 def _alive(conn: libvirt.virConnect) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libvirt
 from lxml import etree
@@ -32,10 +32,10 @@ class HostInfo:
     numa_nodes: int
     memory_kib: int
     kvm_available: bool
+    domain_types: list[str]
+    machine_types: list[str]
+    firmware: list[str]
     uri: str
-    domain_types: list[str] = field(default_factory=list)
-    machine_types: list[str] = field(default_factory=list)
-    firmware: list[str] = field(default_factory=list)
 
 
 def format_version(number: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import libvirt
@@ -31,8 +31,8 @@ class NetworkInfo:
     bridge: str | None
     forward_mode: str
     forward_dev: str | None
+    ips: list[dict[str, Any]]
     domain_name: str | None
-    ips: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _prefix(ip: etree._Element, family: str) -> int | None:

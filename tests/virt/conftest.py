@@ -77,8 +77,15 @@ def node_uri(tmp_path: Path) -> str:
     """test:///<file> URI of a private host with 50 VMs, 2 networks and 2 pools (state is per connection)."""
     node = etree.Element("node")
     cpu = _sub(node, "cpu")
-    for tag, value in (("mhz", "2400"), ("model", "x86_64"), ("nodes", "1"), ("sockets", "2"), ("cores", "4"),
-                       ("threads", "2"), ("active", "16")):
+    for tag, value in (
+        ("mhz", "2400"),
+        ("model", "x86_64"),
+        ("nodes", "1"),
+        ("sockets", "2"),
+        ("cores", "4"),
+        ("threads", "2"),
+        ("active", "16"),
+    ):
         _sub(cpu, tag, value)
     _sub(node, "memory", str(16 * 1024 * 1024))
     for i in range(DOMAIN_COUNT):

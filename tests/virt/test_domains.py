@@ -46,7 +46,13 @@ def test_list_domains_bulk(node_conn: libvirt.virConnect) -> None:
     assert on.persistent is True and on.autostart is False
     assert (on.os_type, on.arch) == ("hvm", "i686")
     disk = on.disks[0]
-    assert (disk.target, disk.device, disk.bus, disk.format, disk.readonly) == ("vda", "disk", "virtio", "qcow2", False)
+    assert (disk.target, disk.device, disk.bus, disk.format, disk.readonly) == (
+        "vda",
+        "disk",
+        "virtio",
+        "qcow2",
+        False,
+    )
     assert disk.source == "/var/lib/libvirt/images/vm07.qcow2"
     nic = on.nics[0]
     assert (nic.mac, nic.type, nic.source, nic.model) == ("52:54:00:00:00:07", "network", "net0", "virtio")
@@ -56,7 +62,9 @@ def test_list_domains_bulk(node_conn: libvirt.virConnect) -> None:
     assert (gfx.type, gfx.listen, gfx.autoport) == ("vnc", "127.0.0.1", True)
 
 
-def test_list_domains_uses_one_stats_call(node_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_domains_uses_one_stats_call(
+    node_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[object] = []
     real = domains_module._bulk_stats
 
@@ -169,7 +177,9 @@ def test_actions_cycle_on_generated_node(node_conn: libvirt.virConnect) -> None:
         ("resume", "VM test is not paused."),
     ],
 )
-def test_invalid_state_on_default_running_vm(default_conn: libvirt.virConnect, action: str, message: str) -> None:
+def test_invalid_state_on_default_running_vm(
+    default_conn: libvirt.virConnect, action: str, message: str
+) -> None:
     uuid = default_conn.lookupByName("test").UUIDString()
     with pytest.raises(InvalidState) as info:
         ACTIONS[action](default_conn, uuid)
@@ -239,8 +249,9 @@ REFUSALS = {
 
 @pytest.mark.parametrize("state", list(REFUSALS))
 def test_action_refusal_table(state: str) -> None:
-    for action, allowed in zip(("start", "shutdown", "reboot", "force_off", "pause", "resume"), REFUSALS[state],
-                               strict=True):
+    for action, allowed in zip(
+        ("start", "shutdown", "reboot", "force_off", "pause", "resume"), REFUSALS[state], strict=True
+    ):
         reason = action_refusal(action, state)
         if allowed:
             assert reason is None, (action, state)

@@ -94,7 +94,9 @@ def test_connection_refused_is_host_unreachable() -> None:
 
 
 def test_missing_tls_certificate_is_authentication_failure(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    err = translate(_raise(lambda: libvirt.open(f"qemu+tls://127.0.0.1:1/system?pkipath={tmp_path}")), "host h")
+    err = translate(
+        _raise(lambda: libvirt.open(f"qemu+tls://127.0.0.1:1/system?pkipath={tmp_path}")), "host h"
+    )
     assert isinstance(err, AuthenticationFailed)
     assert err.message.startswith("Authentication to host h failed: ")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 
@@ -20,10 +21,8 @@ def _collect(events: queue.Queue[VirtEvent], wanted: int, timeout: float = 5.0) 
     got: list[VirtEvent] = []
     deadline = time.monotonic() + timeout
     while len(got) < wanted and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(queue.Empty):
             got.append(events.get(timeout=0.1))
-        except queue.Empty:
-            pass
     return got
 
 
@@ -57,7 +56,10 @@ def test_network_and_pool_events(node_conn: libvirt.virConnect) -> None:
         got = _collect(events, 2)
     finally:
         deregister_events(node_conn, handles)
-    assert [(e.kind, e.name, e.event) for e in got] == [("network", "net0", "stopped"), ("pool", "pool0", "stopped")]
+    assert [(e.kind, e.name, e.event) for e in got] == [
+        ("network", "net0", "stopped"),
+        ("pool", "pool0", "stopped"),
+    ]
 
 
 def test_failing_sink_does_not_break_delivery(node_conn: libvirt.virConnect) -> None:

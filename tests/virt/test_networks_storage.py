@@ -17,7 +17,9 @@ def test_list_networks(node_conn: libvirt.virConnect) -> None:
     assert nat.bridge == "vbr0" and nat.domain_name == "lab0.example"
     v4, v6 = nat.ips
     assert v4 == {
-        "family": "ipv4", "address": "10.0.0.1", "prefix": 24,
+        "family": "ipv4",
+        "address": "10.0.0.1",
+        "prefix": 24,
         "dhcp_ranges": [{"start": "10.0.0.100", "end": "10.0.0.199"}],
     }
     assert (v6["family"], v6["address"], v6["prefix"], v6["dhcp_ranges"]) == ("ipv6", "fd00::1", 64, [])

@@ -23,7 +23,10 @@ from apps.virt import Credentials, InvalidInput, is_remote, prepared_uri, valida
         ("qemu+tcp://10.0.0.5:16509/system", "qemu+tcp://10.0.0.5:16509/system"),
         ("qemu+libssh2://u@h/system", "qemu+libssh2://u@h/system"),
         ("qemu+ssh://u@[2001:db8::1]:22/system", "qemu+ssh://u@[2001:db8::1]:22/system"),
-        ("qemu+unix:///system?socket=/run/libvirt/libvirt-sock", "qemu+unix:///system?socket=/run/libvirt/libvirt-sock"),
+        (
+            "qemu+unix:///system?socket=/run/libvirt/libvirt-sock",
+            "qemu+unix:///system?socket=/run/libvirt/libvirt-sock",
+        ),
         ("qemu+ssh://u@h/system?mode=direct&proxy=native", "qemu+ssh://u@h/system?mode=direct&proxy=native"),
         ("test:///default", "test:///default"),
         ("test:///tmp/node.xml", "test:///tmp/node.xml"),

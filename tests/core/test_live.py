@@ -1,0 +1,100 @@
+"""The live consumer: who may connect and subscribe, what they receive, and sequence numbers."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from apps.core.live import publish_object
+from apps.vms.models import VirtualMachine
+from project.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def connect(user):
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    communicator = WebsocketCommunicator(application, "/ws/live/", headers=headers)
+    if user is not None:
+        from django.contrib.auth import SESSION_KEY
+        from django.contrib.sessions.backends.db import SessionStore
+
+        @sync_to_async
+        def make_session():
+            session = SessionStore()
+            session[SESSION_KEY] = str(user.pk)
+            session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+            session["_auth_user_hash"] = user.get_session_auth_hash()
+            session.save()
+            return session.session_key
+
+        key = await make_session()
+        communicator.scope["headers"].append((b"cookie", f"sessionid={key}".encode()))
+    connected, _ = await communicator.connect()
+    return communicator, connected
+
+
+async def test_anonymous_is_refused():
+    communicator, connected = await connect(None)
+    assert not connected
+
+
+async def test_bad_origin_is_refused(owner):
+    communicator = WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"origin", b"http://evil.example")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def change_state(vm, state):
+    @sync_to_async
+    def save():
+        vm.state = state
+        vm.save()
+        publish_object(vm, "vm.updated")  # on_commit: autocommit publishes at once
+
+    await save()
+
+
+async def test_member_receives_changes_with_sequence_numbers(test_host, operator):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator, connected = await connect(operator)
+    assert connected
+    hello = await communicator.receive_json_from(timeout=5)
+    group = f"team-{test_host.team_id}"
+    assert hello["type"] == "subscribed" and group in hello["groups"]
+    start = hello["groups"][group]
+    await change_state(vm, "paused")
+    await change_state(vm, "running")
+    first = await communicator.receive_json_from(timeout=5)
+    second = await communicator.receive_json_from(timeout=5)
+    assert first["group"] == group and first["seq"] == start + 1 and second["seq"] == start + 2
+    assert first["event"]["type"] == "vm.updated" and first["event"]["data"]["state"] == "paused"
+    assert second["event"]["data"]["state"] == "running"
+    await communicator.disconnect()
+
+
+async def test_outsider_gets_nothing_and_cannot_subscribe(test_host, outsider):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator, connected = await connect(outsider)
+    assert connected
+    hello = await communicator.receive_json_from(timeout=5)
+    assert f"team-{test_host.team_id}" not in hello["groups"]
+    await communicator.send_json_to({"subscribe": f"vm-{vm.pk}"})
+    refusal = await communicator.receive_json_from(timeout=5)
+    assert refusal["type"] == "error"
+    await change_state(vm, "paused")
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_member_can_subscribe_to_an_object(test_host, viewer):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator, connected = await connect(viewer)
+    await communicator.receive_json_from(timeout=5)
+    await communicator.send_json_to({"subscribe": f"vm-{vm.pk}"})
+    reply = await communicator.receive_json_from(timeout=5)
+    assert reply["type"] == "subscribed" and f"vm-{vm.pk}" in reply["groups"]
+    await communicator.send_json_to({"subscribe": "team-1; DROP"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
+    await communicator.disconnect()

@@ -1,0 +1,116 @@
+"""Faults: libvirtd stopped and started again while Vireo runs; Redis restarted.
+
+These stop real daemons, so they are marked `disruptive` and run after every other test.
+"""
+
+import subprocess
+import time
+
+import libvirt
+import pytest
+
+from apps.hosts.models import Host
+from apps.vms.models import VirtualMachine
+from tests.conftest import wait_until
+from tests.fixtures.libvirt_env import SYSTEM_URI, tiny_guest_xml
+
+pytestmark = [pytest.mark.integration, pytest.mark.disruptive, pytest.mark.django_db(transaction=True)]
+
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/vireo.log",
+]
+
+
+def ensure_libvirtd():
+    subprocess.run(["bash", "scripts/ensure-libvirtd.sh"], check=True, timeout=60)
+
+
+def test_libvirtd_stopped_and_back(team, hostd, client_for, owner, tiny_guest_files, run_prefix):
+    host = Host.objects.create(team=team, name="system", uri=SYSTEM_URI)
+    conn = libvirt.open(SYSTEM_URI)
+    name = f"{run_prefix}fault"
+    dom = conn.defineXML(tiny_guest_xml(name, tiny_guest_files, domain_type="qemu"))
+    try:
+        dom.create()
+        vm = wait_until(lambda: VirtualMachine.objects.filter(name=name, state="running").first(), timeout=20)
+
+        subprocess.run(["pkill", "-x", "libvirtd"], check=True)
+        wait_until(lambda: Host.objects.get(pk=host.pk).state == "offline", timeout=15)
+        # Pages keep working from the mirror and say the host is offline.
+        client = client_for(owner)
+        assert name in client.get("/vms/").content.decode()
+        page = client.get(f"/vms/{vm.pk}/").content.decode()
+        assert "Host system is offline." in page
+        assert "Offline" in client.get(f"/hosts/{host.pk}/").content.decode()
+
+        ensure_libvirtd()
+        wait_until(lambda: Host.objects.get(pk=host.pk).state == "online", timeout=30)
+        # Events flow again: a change made with libvirt reaches the mirror.
+        conn = libvirt.open(SYSTEM_URI)
+        dom = conn.lookupByName(name)
+        dom.suspend()
+        started = time.monotonic()
+        wait_until(lambda: VirtualMachine.objects.filter(name=name, state="paused").exists(), timeout=5)
+        assert time.monotonic() - started < 2
+    finally:
+        ensure_libvirtd()
+        conn = libvirt.open(SYSTEM_URI)
+        try:
+            dom = conn.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        except libvirt.libvirtError:
+            pass
+        conn.close()
+
+
+def restart_redis():
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, timeout=10)
+    time.sleep(0.5)
+    subprocess.run(REDIS_START, check=True, timeout=10)
+    wait_until(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).stdout.strip() == b"PONG")
+
+
+async def test_redis_restart_closes_live_sockets_and_reconnect_works(test_host, owner):
+    """A page's socket closes when Redis goes away; its reconnect subscribes again and gets changes."""
+    from asgiref.sync import sync_to_async
+
+    from tests.core.test_live import change_state, connect
+
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator, connected = await connect(owner)
+    assert connected
+    await communicator.receive_json_from(timeout=5)
+    try:
+        await sync_to_async(restart_redis)()
+        # A change saved while the layer was restarting is kept, and publishing it does not fail.
+        await change_state(vm, "paused")
+        assert (await VirtualMachine.objects.aget(pk=vm.pk)).state == "paused"
+        output = await communicator.receive_output(timeout=10)
+        assert output["type"] == "websocket.close" or output.get("text")
+    finally:
+        await communicator.disconnect()
+    again, connected = await connect(owner)
+    assert connected
+    hello = await again.receive_json_from(timeout=5)
+    assert hello["type"] == "subscribed"
+    await change_state(vm, "running")
+    event = await again.receive_json_from(timeout=5)
+    assert event["event"]["data"]["state"] == "running"
+    await again.disconnect()
