@@ -89,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.context_processors.sidebar",
             ],
         },
     },
@@ -153,11 +154,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 VIREO_RECONCILE_INTERVAL = env.int("VIREO_RECONCILE_INTERVAL", default=60)
+# Days the dashboard's feed of inventory changes is kept (the audit trail is kept for ever).
+VIREO_CHANGE_RETENTION_DAYS = env.int("VIREO_CHANGE_RETENTION_DAYS", default=30)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-all-hosts": {
         "task": "apps.hosts.tasks.reconcile_all_hosts",
         "schedule": float(VIREO_RECONCILE_INTERVAL),
     },
+    "prune-inventory-changes": {"task": "apps.core.tasks.prune_inventory_changes", "schedule": 3600.0},
 }
 
 # The local libvirt registered as the first host by `make run`.
