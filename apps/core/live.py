@@ -6,14 +6,15 @@ that sees a gap knows it missed something and refetches its page state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 import redis
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -52,30 +53,59 @@ def groups_for(obj) -> list[str]:
     return groups
 
 
+class _Publisher:
+    """Sends to the channel layer from one long-lived event loop thread per process.
+
+    async_to_sync would make a new loop, and so new Redis connections, for every event; one loop keeps
+    the layer's connection pool. A lock keeps each group's sequence numbers in the order events are sent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="vireo-publish", daemon=True).start()
+            self._loop = loop
+        return self._loop
+
+    def send(self, groups: list[str], event: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        with self._lock:
+            pipe = redis_client().pipeline(transaction=False)
+            for group in groups:
+                pipe.incr(_seq_key(group))
+            try:
+                seqs = pipe.execute()
+            except redis.RedisError:
+                logger.warning("Redis unavailable: live event %s not published", event.get("type"))
+                return
+            event = {**event, "time": time.time()}
+
+            async def send_all() -> None:
+                for group, seq in zip(groups, seqs, strict=True):
+                    message = {"type": "live.event", "group": group, "seq": seq, "event": event}
+                    await layer.group_send(group, message)
+
+            future = asyncio.run_coroutine_threadsafe(send_all(), self._ensure_loop())
+            try:
+                future.result(timeout=10)
+            except Exception:  # the channel layer being down must never fail the change that was saved
+                future.cancel()
+                logger.warning(
+                    "Channel layer unavailable: live event %s not published", event.get("type"), exc_info=True
+                )
+
+
+_publisher = _Publisher()
+
+
 def _send(groups: list[str], event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    pipe = redis_client().pipeline(transaction=False)
-    for group in groups:
-        pipe.incr(_seq_key(group))
-    try:
-        seqs = pipe.execute()
-    except redis.RedisError:
-        logger.warning("Redis unavailable: live event %s not published", event.get("type"))
-        return
-    event = {**event, "time": time.time()}
-
-    async def send_all() -> None:
-        for group, seq in zip(groups, seqs, strict=True):
-            await layer.group_send(group, {"type": "live.event", "group": group, "seq": seq, "event": event})
-
-    try:
-        async_to_sync(send_all)()
-    except Exception:  # the channel layer being down must never fail the change that was saved
-        logger.warning(
-            "Channel layer unavailable: live event %s not published", event.get("type"), exc_info=True
-        )
+    _publisher.send(groups, event)
 
 
 def publish(groups: list[str], event: dict[str, Any]) -> None:
