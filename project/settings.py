@@ -143,7 +143,12 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("VIREO_CHANNEL_PREFIX", default="vireo")},
+        "CONFIG": {
+            # redis-py >= 8 times reads out after 5 s by default, which would kill channels_redis's
+            # blocking receive (5 s) and with it every idle WebSocket consumer: read longer than that.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": env.str("VIREO_CHANNEL_PREFIX", default="vireo"),
+        },
     }
 }
 

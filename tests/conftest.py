@@ -94,8 +94,14 @@ def test_host(team):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `disruptive` (they stop libvirtd or Redis) run last, after everything that needs them."""
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    """Browser tests run after the others (Playwright keeps an event loop running in the main thread while
+    its package-scoped browser lives), and tests marked `disruptive` (they stop libvirtd or Redis) run last."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("disruptive") is not None,
+            item.get_closest_marker("browser") is not None and "tests/browser" in item.nodeid,
+        )
+    )
 
 
 @pytest.fixture
@@ -126,3 +132,13 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def shared_database_url() -> str:
+    """The URL of the database the tests run on (pytest-django's test database), for other processes."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

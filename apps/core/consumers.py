@@ -61,6 +61,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "detail": f"Not found: {group}"})
             return
         await self.join([group])
+        # The object's current state, read after joining: the page may have missed changes since it was
+        # rendered (or while it was disconnected); events after this carry what changes later.
+        kind, pk = match.group(1), int(match.group(2))
+        payload = await self._payload(kind, pk)
+        if payload is not None:
+            await self.send_json({"type": "snapshot", "kind": kind, "pk": pk, "data": payload})
 
     async def live_event(self, message):
         await self.send_json(
@@ -82,3 +88,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def _may_see(self, kind: str, pk: int) -> bool:
         model = _model_for(kind)
         return restrict(model.objects.filter(pk=pk), self.scope["user"], Action.VIEW).exists()
+
+    @database_sync_to_async
+    def _payload(self, kind: str, pk: int) -> dict | None:
+        obj = restrict(_model_for(kind).objects.filter(pk=pk), self.scope["user"], Action.VIEW).first()
+        return obj.live_payload() if obj is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -63,12 +64,14 @@ class _Publisher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None or self._loop.is_closed():
+        # A forked child (Celery's prefork pool) inherits the loop object but not the thread running it.
+        if self._loop is None or self._loop.is_closed() or self._pid != os.getpid():
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="vireo-publish", daemon=True).start()
-            self._loop = loop
+            self._loop, self._pid = loop, os.getpid()
         return self._loop
 
     def send(self, groups: list[str], event: dict[str, Any]) -> None:

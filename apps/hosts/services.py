@@ -121,6 +121,7 @@ def reconcile_host(host: Host, conn=None) -> dict[str, int]:
         set_state(host, state, exc.message)
         virt.pool.invalidate(str(host.pk))
         raise
+    set_state(host, HostState.ONLINE)  # before the mirror rows, so that their actions are enabled at once
     from apps.networks.models import Network
     from apps.storage.models import StoragePool
     from apps.vms.models import VirtualMachine
@@ -137,5 +138,4 @@ def reconcile_host(host: Host, conn=None) -> dict[str, int]:
         info=dataclasses.asdict(info), last_reconciled=timezone.now(), reconcile_seconds=elapsed
     )
     host.info = dataclasses.asdict(info)
-    set_state(host, HostState.ONLINE)
     return counts

@@ -50,10 +50,14 @@ class VmListView(LoginRequiredMixin, TemplateView):
         filterset = VirtualMachineFilterSet(params, queryset=queryset, user=user)
         vms = filterset.qs if filterset.is_valid() else queryset.none()
         page, query = paginate(self.request, vms)
+        sort_query = self.request.GET.copy()
+        for key in ("page", "ordering"):
+            sort_query.pop(key, None)
         return super().get_context_data(
             filter=filterset,
             page=page,
             query=query,
+            sort_query=sort_query.urlencode(),
             actions=list(VmAction),
             ordering=self.request.GET.get("ordering", ""),
             **kwargs,

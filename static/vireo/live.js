@@ -55,6 +55,11 @@
       Object.entries(message.groups).forEach(([group, seq]) => { lastSeq[group] = seq; });
       return;
     }
+    if (message.type === "snapshot") {
+      applyFields(message.kind, message.pk, message.data);
+      refresh([message.kind + "-" + message.pk]);
+      return;
+    }
     if (message.type !== "event") return;
     const group = message.group;
     const expected = (lastSeq[group] || 0) + 1;

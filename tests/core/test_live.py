@@ -95,6 +95,9 @@ async def test_member_can_subscribe_to_an_object(test_host, viewer):
     await communicator.send_json_to({"subscribe": f"vm-{vm.pk}"})
     reply = await communicator.receive_json_from(timeout=5)
     assert reply["type"] == "subscribed" and f"vm-{vm.pk}" in reply["groups"]
+    snapshot = await communicator.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot" and (snapshot["kind"], snapshot["pk"]) == ("vm", vm.pk)
+    assert snapshot["data"]["state"] == "running" and snapshot["data"]["name"] == "test"
     await communicator.send_json_to({"subscribe": "team-1; DROP"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
     await communicator.disconnect()

@@ -6,26 +6,17 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
 
 from apps.hosts.models import Host
 from apps.vms.models import VirtualMachine
-from tests.conftest import wait_until
+from tests.conftest import shared_database_url, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def database_url() -> str:
-    """The URL of the database this test runs on (pytest-django's test database)."""
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
 def celery_worker_process(tmp_path):
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
+    env = {**os.environ, "DATABASE_URL": shared_database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [
@@ -64,10 +55,12 @@ def test_beat_task_reconciles_every_host_in_a_worker(team, celery_worker_process
 
     reconcile_all_hosts.delay()
     try:
-        wait_until(lambda: Host.objects.get(pk=host.pk).state == "online", timeout=60)
+        wait_until(
+            lambda: VirtualMachine.objects.filter(host=host, name="test", state="running").exists(), 60
+        )
         wait_until(lambda: Host.objects.get(pk=offline.pk).state == "offline", timeout=30)
     except AssertionError:
         print(celery_worker_process.read_text())
         raise
-    assert VirtualMachine.objects.filter(host=host, name="test", state="running").exists()
+    assert Host.objects.get(pk=host.pk).state == "online"
     assert "reconcile_host" in celery_worker_process.read_text()
