@@ -7,6 +7,7 @@ restrict(). Events carry per-group sequence numbers; a page that sees a gap refe
 
 from __future__ import annotations
 
+import json
 import re
 
 from channels.db import database_sync_to_async
@@ -69,8 +70,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "snapshot", "kind": kind, "pk": pk, "data": payload})
 
     async def live_event(self, message):
-        await self.send_json(
-            {"type": "event", "group": message["group"], "seq": message["seq"], "event": message["event"]}
+        # The event arrives serialized (once, by the publisher); only the envelope is built here.
+        group, seq = json.dumps(message["group"]), int(message["seq"])
+        await self.send(
+            text_data=f'{{"type": "event", "group": {group}, "seq": {seq}, "event": {message["text"]}}}'
         )
 
     @database_sync_to_async

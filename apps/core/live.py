@@ -7,6 +7,7 @@ that sees a gap knows it missed something and refetches its page state.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -87,11 +89,12 @@ class _Publisher:
             except redis.RedisError:
                 logger.warning("Redis unavailable: live event %s not published", event.get("type"))
                 return
-            event = {**event, "time": time.time()}
+            # Serialized once here, not once per subscriber in every consumer.
+            text = json.dumps({**event, "time": time.time()}, cls=DjangoJSONEncoder)
 
             async def send_all() -> None:
                 for group, seq in zip(groups, seqs, strict=True):
-                    message = {"type": "live.event", "group": group, "seq": seq, "event": event}
+                    message = {"type": "live.event", "group": group, "seq": seq, "text": text}
                     await layer.group_send(group, message)
 
             future = asyncio.run_coroutine_threadsafe(send_all(), self._ensure_loop())
@@ -116,7 +119,11 @@ def publish(groups: list[str], event: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _send(groups, event))
 
 
-def publish_object(obj, event_type: str, **extra: Any) -> None:
-    """Publish the current state of a mirrored object (its `live_payload()`) to its groups."""
-    payload = {"type": event_type, "kind": obj.live_kind, "pk": obj.pk, "data": obj.live_payload(), **extra}
-    publish(groups_for(obj), payload)
+def object_event(obj, event_type: str) -> dict[str, Any]:
+    """The event that tells a browser an object's current state (its `live_payload()`)."""
+    return {"type": event_type, "kind": obj.live_kind, "pk": obj.pk, "data": obj.live_payload()}
+
+
+def publish_object(obj, event_type: str) -> None:
+    """Publish the current state of one object to its groups."""
+    publish(groups_for(obj), object_event(obj, event_type))

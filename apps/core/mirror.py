@@ -9,13 +9,14 @@ refetches), so that a reconcile of thousands of objects does not flood every ope
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models, transaction
 from django.utils import timezone
 
-from .live import groups_for, publish, publish_object
+from .live import object_event, publish
 from .models import InventoryChange
 
 # Above this many changed objects, one host-wide event replaces the per-object ones.
@@ -52,18 +53,24 @@ def sync_host_objects(
     rows: dict[str, dict[str, Any]],
     *,
     complete: bool,
+    gone: Iterable[str] = (),
     feed: bool = True,
 ) -> SyncResult:
-    """Make `host`'s rows of `model` equal `rows` (uuid -> field values).
+    """Make `host`'s rows of `model` equal `rows` (uuid -> field values), in one transaction.
 
-    `complete` says `rows` is the host's whole inventory: objects not in it are marked gone.
+    `complete` says `rows` is the host's whole inventory: objects not in it are marked gone. Otherwise
+    only the objects in `rows` and the uuids in `gone` (which libvirt no longer has) are touched.
     """
+    gone = set(gone) - set(rows)
     result = SyncResult()
     fields = sorted({name for values in rows.values() for name in values})
     kind = model.live_kind
     now = timezone.now()
     with transaction.atomic():
-        existing = {str(obj.uuid): obj for obj in model.objects.filter(host=host)}
+        candidates = model.objects.filter(host=host)
+        if not complete:
+            candidates = candidates.filter(uuid__in=[uuidlib.UUID(key) for key in (*rows, *gone)])
+        existing = {str(obj.uuid): obj for obj in candidates}
         to_create, to_update = [], []
         for key, values in rows.items():
             obj = existing.get(key)
@@ -82,9 +89,9 @@ def sync_host_objects(
                         setattr(obj, name, values[name])
                 to_update.append(obj)
                 result.changed.append((obj, changed))
-        if complete:
+        if complete or gone:
             for key, obj in existing.items():
-                if key not in rows and not obj.gone:
+                if key not in rows and not obj.gone and (complete or key in gone):
                     obj.gone = True
                     if hasattr(obj, "gone_since"):
                         obj.gone_since = now
@@ -101,28 +108,15 @@ def sync_host_objects(
             for obj in to_update:
                 obj.updated = now
             model.objects.bulk_update(to_update, update_fields, batch_size=500)
-        if feed and result.count:
-            _record_feed(host, kind, result)
-        _publish(host, kind, result)
+        changes = _record_feed(host, kind, result) if feed and result.count else []
+        _publish(host, kind, result, changes)
     return result
 
 
 def mark_gone(model: type[models.Model], host, uuid: str) -> models.Model | None:
     """Mark one object gone after libvirt said it was undefined; returns it, or None if unknown."""
-    obj = model.objects.filter(host=host, uuid=uuid, gone=False).first()
-    if obj is None:
-        return None
-    result = SyncResult(gone=[obj])
-    with transaction.atomic():
-        obj.gone = True
-        update = ["gone", "updated"]
-        if hasattr(obj, "gone_since"):
-            obj.gone_since = timezone.now()
-            update.append("gone_since")
-        obj.save(update_fields=update)
-        _record_feed(host, model.live_kind, result)
-        _publish(host, model.live_kind, result)
-    return obj
+    result = sync_host_objects(model, host, {}, complete=False, gone=[uuid])
+    return result.gone[0] if result.gone else None
 
 
 def _record_feed(host, kind: str, result: SyncResult) -> None:
@@ -172,26 +166,19 @@ def _record_feed(host, kind: str, result: SyncResult) -> None:
                 detail=f"{len(entries)} {kind} changes",
             )
         ]
-    created = InventoryChange.objects.bulk_create(entries)
-    for change in created:
-        publish(
-            groups_for(change)[:3],
-            {"type": "change.created", "kind": "change", "pk": change.pk, "data": change.live_payload()},
-        )
+    return InventoryChange.objects.bulk_create(entries)
 
 
-def _publish(host, kind: str, result: SyncResult) -> None:
+def _publish(host, kind: str, result: SyncResult, changes: list[InventoryChange]) -> None:
+    """One message per sync to the host's groups: the changed objects and the feed entries together."""
     if not result.count:
         return
+    groups = ["all", f"team-{host.team_id}", f"host-{host.pk}"]
     if result.count > PER_OBJECT_EVENT_LIMIT:
-        publish(
-            ["all", f"team-{host.team_id}", f"host-{host.pk}"],
-            {"type": "inventory.changed", "kind": kind, "host": host.pk, "count": result.count},
-        )
-        return
-    for obj in result.created:
-        publish_object(obj, f"{kind}.created")
-    for obj, _ in result.changed:
-        publish_object(obj, f"{kind}.updated")
-    for obj in result.gone:
-        publish_object(obj, f"{kind}.gone")
+        events = [{"type": "inventory.changed", "kind": kind, "host": host.pk, "count": result.count}]
+    else:
+        events = [object_event(obj, f"{kind}.created") for obj in result.created]
+        events += [object_event(obj, f"{kind}.updated") for obj, _ in result.changed]
+        events += [object_event(obj, f"{kind}.gone") for obj in result.gone]
+    events += [object_event(change, "change.created") for change in changes]
+    publish(groups, {"type": "batch", "events": events})

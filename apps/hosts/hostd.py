@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps import virt
-from apps.core.mirror import mark_gone, sync_host_objects
+from apps.core.mirror import sync_host_objects
 
 from . import services
 from .choices import HostState
@@ -185,10 +185,8 @@ class HostWatcher(threading.Thread):
                     continue
                 rows[info.uuid] = to_fields(info)
             try:
-                if rows:
-                    sync_host_objects(model, host, rows, complete=False)
-                for uuid in gone:
-                    mark_gone(model, host, uuid)
+                if rows or gone:
+                    sync_host_objects(model, host, rows, complete=False, gone=gone)
             except Exception:
                 logger.exception("host %s: applying %d %s events failed", host, len(rows) + len(gone), kind)
                 close_old_connections()

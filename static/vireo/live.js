@@ -66,14 +66,17 @@
     const gap = group in lastSeq && message.seq > expected;
     if (group in lastSeq && message.seq < expected) return; // already seen through another path
     lastSeq[group] = message.seq;
-    const ev = message.event;
     if (gap) refresh(["*"]);
-    if (ev.pk && ev.data) applyFields(ev.kind, ev.pk, ev.data);
-    const kinds = [ev.kind];
-    if (ev.pk) kinds.push(ev.kind + "-" + ev.pk);
-    if (ev.type === "inventory.changed") kinds.push("inventory", ev.kind);
+    const events = message.event.type === "batch" ? message.event.events : [message.event];
+    const kinds = [];
+    events.forEach((ev) => {
+      if (ev.pk && ev.data) applyFields(ev.kind, ev.pk, ev.data);
+      kinds.push(ev.kind);
+      if (ev.pk) kinds.push(ev.kind + "-" + ev.pk);
+      if (ev.type === "inventory.changed") kinds.push("inventory");
+    });
     refresh(kinds);
-    document.dispatchEvent(new CustomEvent("vireo:event", { detail: ev }));
+    events.forEach((ev) => document.dispatchEvent(new CustomEvent("vireo:event", { detail: ev })));
   }
 
   function connect() {
