@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest_framework import status
+from rest_framework import pagination, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -55,3 +55,11 @@ class RestrictedQuerysetMixin:
         ):
             self.permission_denied(self.request, message=f"You may not {action} this object.")
         return obj
+
+
+class PageNumberPagination(pagination.PageNumberPagination):
+    """Pages of 100 by default; ?page_size= up to 1,000."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000

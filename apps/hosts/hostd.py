@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid as uuidlib
+from functools import partial
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -161,7 +162,7 @@ class HostWatcher(threading.Thread):
         from apps.vms.services import domain_fields
 
         readers = {
-            "domain": (VirtualMachine, virt.get_domain, domain_fields),
+            "domain": (VirtualMachine, partial(virt.get_domain, with_addresses=True), domain_fields),
             "network": (Network, virt.get_network, network_fields),
             "pool": (StoragePool, virt.get_pool, pool_fields),
         }

@@ -113,11 +113,55 @@ def _addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
     return found
 
 
-def _describe(dom: libvirt.virDomain, stats: dict[str, Any] | None, with_addresses: bool) -> DomainInfo:
-    """Build a DomainInfo from the domain's XML plus bulk stats (or info() where stats are missing)."""
+def _lease_map(conn: libvirt.virConnect) -> dict[str, list[str]]:
+    """MAC address -> IP addresses from the DHCP leases of every active libvirt network (one call each)."""
+    found: dict[str, list[str]] = {}
+    try:
+        networks = conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)
+    except libvirt.libvirtError as exc:
+        log.debug("No networks for leases: %s", exc)
+        return found
+    for net in networks:
+        try:
+            leases = net.DHCPLeases()
+        except libvirt.libvirtError as exc:
+            log.debug("No leases for network %s: %s", net.name(), exc)
+            continue
+        for lease in leases or []:
+            mac = (lease.get("mac") or "").lower()
+            if mac and lease.get("ipaddr"):
+                found.setdefault(mac, []).append(lease["ipaddr"])
+    return found
+
+
+def _uuid_set(conn: libvirt.virConnect, flags: int) -> set[str] | None:
+    """UUIDs of the domains one filtered listing returns (None if the driver cannot filter so)."""
+    try:
+        return {dom.UUIDString() for dom in conn.listAllDomains(flags)}
+    except libvirt.libvirtError:
+        return None
+
+
+def _describe(
+    dom: libvirt.virDomain,
+    stats: dict[str, Any] | None,
+    with_addresses: bool,
+    *,
+    persistent_set: set[str] | None = None,
+    autostart_set: set[str] | None = None,
+    leases: dict[str, list[str]] | None = None,
+) -> DomainInfo:
+    """Build a DomainInfo from the domain's XML plus bulk stats (or info() where stats are missing).
+
+    The sets and lease map come from bulk calls in list_domains; without them, per-domain calls answer.
+    """
     parsed = parse_domain_xml(dom.XMLDesc(0))
-    persistent = bool(dom.isPersistent())
-    autostart = bool(dom.autostart()) if persistent else False
+    uuid = parsed.uuid or dom.UUIDString()
+    persistent = uuid in persistent_set if persistent_set is not None else bool(dom.isPersistent())
+    if autostart_set is not None:
+        autostart = uuid in autostart_set
+    else:
+        autostart = bool(dom.autostart()) if persistent else False
     if stats and "state.state" in stats:
         code, reason = stats["state.state"], stats.get("state.reason", 0)
         vcpus = stats.get("vcpu.current", parsed.vcpus)
@@ -128,7 +172,7 @@ def _describe(dom: libvirt.virDomain, stats: dict[str, Any] | None, with_address
         _state, _max_mem, memory, vcpus, cpu_time = dom.info()
     state = state_name(code)
     info = DomainInfo(
-        uuid=parsed.uuid or dom.UUIDString(),
+        uuid=uuid,
         name=parsed.name or dom.name(),
         id=parsed.id,
         state=state,
@@ -150,7 +194,8 @@ def _describe(dom: libvirt.virDomain, stats: dict[str, Any] | None, with_address
         cpu_time_ns=int(cpu_time) if cpu_time is not None and state != SHUTOFF else None,
     )
     if with_addresses and state in (RUNNING, BLOCKED, PAUSED):
-        leases = _addresses(dom)
+        if leases is None:
+            leases = _addresses(dom)
         for nic in info.nics:
             nic.addresses = leases.get((nic.mac or "").lower(), [])
     return info
@@ -173,17 +218,29 @@ def _bulk_stats(conn: libvirt.virConnect, doms: list[libvirt.virDomain] | None) 
 
 
 def list_domains(conn: libvirt.virConnect, *, with_addresses: bool = False) -> list[DomainInfo]:
-    """All VMs of a host, in bulk: one listing, one stats call, then each VM's XML.
+    """All VMs of a host, in bulk: three listings, one stats call, the networks' leases, then each VM's XML.
 
     A VM that disappears while being listed is skipped. `with_addresses` adds DHCP-lease IPs of running VMs.
     """
     with translated("the host"):
         doms = conn.listAllDomains(0)
     stats = _bulk_stats(conn, None) if doms else {}
+    persistent_set = _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)
+    autostart_set = _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+    leases = _lease_map(conn) if with_addresses and doms else None
     result = []
     for dom in doms:
         try:
-            result.append(_describe(dom, stats.get(dom.UUIDString()), with_addresses))
+            result.append(
+                _describe(
+                    dom,
+                    stats.get(dom.UUIDString()),
+                    with_addresses,
+                    persistent_set=persistent_set,
+                    autostart_set=autostart_set,
+                    leases=leases,
+                )
+            )
         except libvirt.libvirtError as exc:
             if _vanished(exc):
                 continue

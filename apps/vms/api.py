@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -21,7 +22,6 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
 
     host_name = serializers.CharField(source="host.name", read_only=True)
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
-    addresses = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = VirtualMachine
@@ -57,6 +57,33 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class VirtualMachineBriefSerializer(serializers.ModelSerializer):
+    """A VM in a list: what a table shows (the detail adds disks, NICs and graphics)."""
+
+    host_name = serializers.CharField(source="host.name", read_only=True)
+
+    class Meta:
+        model = VirtualMachine
+        fields = [
+            "id",
+            "uuid",
+            "name",
+            "title",
+            "host",
+            "host_name",
+            "team",
+            "state",
+            "state_reason",
+            "vcpus",
+            "memory_kib",
+            "autostart",
+            "addresses",
+            "gone",
+            "updated",
+        ]
+        read_only_fields = fields
+
+
 class ActionResultSerializer(serializers.Serializer):
     """What an action did."""
 
@@ -84,13 +111,43 @@ def _action(name: str):
     return action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler)
 
 
+BRIEF_FIELDS = (
+    "pk",
+    "uuid",
+    "name",
+    "title",
+    "host_id",
+    "host__name",
+    "team_id",
+    "state",
+    "state_reason",
+    "vcpus",
+    "memory_kib",
+    "autostart",
+    "addresses",
+    "gone",
+    "updated",
+)
+
+
 class VirtualMachineViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     """VMs on every host the user may see. Actions need the operator or admin role."""
 
-    queryset = VirtualMachine.objects.select_related("host").prefetch_related("tags").order_by("name", "pk")
+    queryset = VirtualMachine.objects.select_related("host").order_by("name", "pk")
     serializer_class = VirtualMachineSerializer
-    filterset_class = VirtualMachineFilterSet
-    ordering_fields = ["name", "state", "vcpus", "memory_kib", "updated"]
+    filterset_class = (
+        VirtualMachineFilterSet  # also does ?ordering= (name, state, host, vcpus, memory, updated)
+    )
+    filter_backends = [DjangoFilterBackend]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            return queryset.only(*BRIEF_FIELDS)
+        return queryset.prefetch_related("tags")
+
+    def get_serializer_class(self):
+        return VirtualMachineBriefSerializer if self.action == "list" else VirtualMachineSerializer
 
     start = _action(VmAction.START)
     shutdown = _action(VmAction.SHUTDOWN)

@@ -1,5 +1,7 @@
 """VM filters, shared by the list page and the API."""
 
+import uuid
+
 import django_filters
 from django.db.models import Q
 
@@ -43,12 +45,11 @@ class VirtualMachineFilterSet(django_filters.FilterSet):
             self.filters["host"].queryset = restrict(Host.objects.all(), user)
 
     def search(self, queryset, name, value):
+        """Name or title contains the words; a whole UUID matches exactly."""
         value = value.strip()
         if not value:
             return queryset
-        return queryset.filter(
-            Q(name__icontains=value)
-            | Q(title__icontains=value)
-            | Q(uuid__icontains=value)
-            | Q(description__icontains=value)
-        )
+        try:
+            return queryset.filter(uuid=uuid.UUID(value))
+        except ValueError:
+            return queryset.filter(Q(name__icontains=value) | Q(title__icontains=value))

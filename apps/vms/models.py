@@ -37,6 +37,7 @@ class VirtualMachine(models.Model):
     disks = models.JSONField(default=list, blank=True)
     nics = models.JSONField(default=list, blank=True)
     graphics = models.JSONField(default=list, blank=True)
+    addresses = models.JSONField(default=list, blank=True, help_text="Guest addresses known from the NICs.")
     cpu_time_ns = models.BigIntegerField(null=True, blank=True)
     tags = models.ManyToManyField("core.Tag", blank=True, related_name="vms")
     gone = models.BooleanField(default=False, db_index=True)
@@ -48,6 +49,12 @@ class VirtualMachine(models.Model):
         ordering = ["name", "pk"]
         verbose_name = "virtual machine"
         constraints = [models.UniqueConstraint(fields=["host", "uuid"], name="unique_vm_per_host")]
+        # The list's common queries: everything (superusers), by team (members), by host; sorted by name.
+        indexes = [
+            models.Index(fields=["gone", "name"], name="vm_gone_name"),
+            models.Index(fields=["team", "gone", "name"], name="vm_team_gone_name"),
+            models.Index(fields=["host", "gone", "name"], name="vm_host_gone_name"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -68,11 +75,6 @@ class VirtualMachine(models.Model):
     @property
     def memory_mib(self) -> int:
         return self.memory_kib // 1024
-
-    @property
-    def addresses(self) -> list[str]:
-        """Guest addresses known from the NICs."""
-        return [a for nic in self.nics for a in nic.get("addresses", [])]
 
     def live_payload(self) -> dict:
         """What a browser shows of a VM, sent with every change."""

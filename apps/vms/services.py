@@ -43,6 +43,7 @@ def domain_fields(info: virt.DomainInfo) -> dict[str, Any]:
         "disks": [dataclasses.asdict(d) for d in info.disks],
         "nics": [dataclasses.asdict(n) for n in info.nics],
         "graphics": [dataclasses.asdict(g) for g in info.graphics],
+        "addresses": [address for nic in info.nics for address in nic.addresses],
         "cpu_time_ns": info.cpu_time_ns,
     }
 
@@ -54,7 +55,7 @@ def refresh_vm(vm: VirtualMachine, conn=None) -> VirtualMachine:
 
     conn = conn or connection_for(vm.host)
     try:
-        info = virt.get_domain(conn, str(vm.uuid))
+        info = virt.get_domain(conn, str(vm.uuid), with_addresses=True)
     except virt.NotFound:
         mark_gone(VirtualMachine, vm.host, str(vm.uuid))
     else:

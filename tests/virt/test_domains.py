@@ -88,11 +88,11 @@ def test_list_domains_skips_vanished(node_conn: libvirt.virConnect, monkeypatch:
         dom.undefine()
         removed.append(name)
 
-    def vanishing(dom: libvirt.virDomain, stats: object, with_addresses: bool) -> object:
+    def vanishing(dom: libvirt.virDomain, stats: object, with_addresses: bool, **bulk: object) -> object:
         if not removed:  # after listAllDomains, before its XML is read: this VM and a later one vanish
             remove(dom.name())
             remove("vm49" if dom.name() != "vm49" else "vm48")
-        return real(dom, stats, with_addresses)  # type: ignore[arg-type]
+        return real(dom, stats, with_addresses, **bulk)  # type: ignore[arg-type]
 
     monkeypatch.setattr(domains_module, "_describe", vanishing)
     names = [vm.name for vm in list_domains(node_conn)]
@@ -100,10 +100,19 @@ def test_list_domains_skips_vanished(node_conn: libvirt.virConnect, monkeypatch:
     assert len(names) == DOMAIN_COUNT - 2
 
 
-def test_list_domains_with_addresses(default_conn: libvirt.virConnect) -> None:
-    (vm,) = list_domains(default_conn, with_addresses=True)
-    assert vm.name == "test" and vm.state == "running"
-    assert vm.nics[0].addresses  # the test driver makes up a lease per interface
+def test_addresses_come_from_leases(default_conn: libvirt.virConnect) -> None:
+    # One VM: its own lease query (the test driver makes up a lease per interface).
+    vm = get_domain(default_conn, default_conn.lookupByName("test").UUIDString(), with_addresses=True)
+    assert vm.nics[0].addresses
+    # Every VM: one lease query per network, never one per VM (the test driver's network has no leases).
+    calls: list[str] = []
+    real = domains_module._lease_map
+    domains_module._lease_map = lambda conn: calls.append("leases") or real(conn)  # type: ignore[assignment]
+    try:
+        (listed,) = list_domains(default_conn, with_addresses=True)
+    finally:
+        domains_module._lease_map = real  # type: ignore[assignment]
+    assert calls == ["leases"] and listed.name == "test" and listed.nics[0].addresses == []
     (plain,) = list_domains(default_conn)
     assert plain.nics[0].addresses == []
 
