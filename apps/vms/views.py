@@ -21,6 +21,7 @@ from . import services
 from .choices import VmAction
 from .filters import VirtualMachineFilterSet
 from .models import VirtualMachine
+from .tables import vm_rows
 
 
 def action_buttons(user, vm: VirtualMachine) -> list[dict]:
@@ -74,6 +75,7 @@ class VmListView(LoginRequiredMixin, TemplateView):
             page=page,
             query=query,
             sort_query=sort_query.urlencode(),
+            rows=vm_rows(page),
             actions=list(VmAction),
             ordering=self.request.GET.get("ordering", ""),
             **kwargs,
