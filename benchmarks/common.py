@@ -83,7 +83,7 @@ def setup_environment(name: str, *, sqlite: bool = False, db_name: str = "vireo_
         "REDIS_URL": REDIS_URL,
         "CELERY_BROKER_URL": REDIS_URL,
         "VIREO_CHANNEL_PREFIX": channel_prefix,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "DEBUG": "false",
     }
     engine, used_db = "sqlite", None

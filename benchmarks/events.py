@@ -60,9 +60,11 @@ def subscriber_worker(index, port, cookie, count, prefix, ready, progress, stop,
                 raw = await ws.recv()
                 arrived = time.time()
                 mine.append((arrived, raw))
-                if prefix in raw and ('"vm.created"' in raw or '"vm.gone"' in raw):
-                    with progress.get_lock():
-                        progress.value += 1
+                if prefix in raw:
+                    hits = raw.count('"vm.created"') + raw.count('"vm.gone"')
+                    if hits:
+                        with progress.get_lock():
+                            progress.value += hits
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a closed socket is a finding, reported below
@@ -93,8 +95,10 @@ def subscriber_worker(index, port, cookie, count, prefix, ready, progress, stop,
         for arrived, raw in recs:
             msg = json.loads(raw)
             event = msg.get("event") or {}
-            data = event.get("data") or {}
-            rows.append((arrived, msg.get("group"), msg.get("seq"), event.get("type"), data.get("name")))
+            # A sync's changes arrive as one "batch" message carrying each object's event.
+            for sub in event.get("events", []) if event.get("type") == "batch" else [event]:
+                data = sub.get("data") or {}
+                rows.append((arrived, msg.get("group"), msg.get("seq"), sub.get("type"), data.get("name")))
         parsed.append({"baseline": baselines[i], "rows": rows})
     results.put((index, parsed, errors))
 

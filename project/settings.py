@@ -142,15 +142,22 @@ STORAGES = {
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
+        # The list-based layer: group membership lives in Redis, so a consumer can join again after a
+        # Redis restart (LiveConsumer does). The pub/sub layer was faster in benchmarks/events.py but did
+        # not resubscribe after a Redis restart (channels-redis 4.3).
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # redis-py >= 8 times reads out after 5 s by default, which would kill channels_redis's
-            # blocking receive (5 s) and with it every idle WebSocket consumer: read longer than that.
+            # redis-py >= 8 times reads out after 5 s by default, which would kill the layer's blocking
+            # receive (5 s) and with it every idle consumer: read longer than that.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "prefix": env.str("VIREO_CHANNEL_PREFIX", default="vireo"),
+            "capacity": 1000,
         },
     }
 }
+
+# Seconds between a live socket's checks that it has missed nothing (see LiveConsumer).
+VIREO_LIVE_CHECK_SECONDS = 5.0
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_TASK_ACKS_LATE = True

@@ -31,13 +31,13 @@ if ! pgrep -x virtlogd >/dev/null 2>&1; then
     virtlogd -d || { echo "ensure-libvirtd: virtlogd failed to start" >&2; exit 1; }
 fi
 
-if ! pgrep -x libvirtd >/dev/null 2>&1; then
-    libvirtd -d || { echo "ensure-libvirtd: libvirtd failed to start" >&2; exit 1; }
-fi
-
+# A libvirtd that is still shutting down does not answer: wait for it to go, then start a new one.
 for _ in $(seq $((WAIT_SECONDS * 2))); do
     if answers; then
         exit 0
+    fi
+    if ! pgrep -x libvirtd >/dev/null 2>&1; then
+        libvirtd -d || { echo "ensure-libvirtd: libvirtd failed to start" >&2; exit 1; }
     fi
     sleep 0.5
 done

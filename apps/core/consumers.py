@@ -7,16 +7,21 @@ restrict(). Events carry per-group sequence numbers; a page that sees a gap refe
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from .choices import Action
 from .live import current_sequences
 from .permissions import restrict
 
+logger = logging.getLogger(__name__)
 OBJECT_GROUP_RE = re.compile(r"^(vm|host|network|pool)-(\d+)$")
 
 
@@ -38,10 +43,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.groups_joined: set[str] = set()
+        self.last_seq: dict[str, int] = {}
+        self.suspect: dict[str, int] = {}
         await self.accept()
         await self.join(await self._base_groups(user))
+        self.watcher = asyncio.ensure_future(self._watch_sequences())
 
     async def disconnect(self, code):
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.cancel()
         for group in getattr(self, "groups_joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -50,7 +61,34 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.add(group)
         seqs = await database_sync_to_async(current_sequences)(groups)
+        self.last_seq.update(seqs)
         await self.send_json({"type": "subscribed", "groups": seqs})
+
+    async def _watch_sequences(self) -> None:
+        """Tell the page to refetch when it may have missed events the stream cannot show as a gap.
+
+        Events published while Redis restarts are lost, and its counters start again from zero. A counter
+        below what this socket last forwarded means a restart (and the socket joins its groups again); one
+        above it for two checks in a row means a lost message. Either way the page refetches its state.
+        """
+        while True:
+            await asyncio.sleep(settings.VIREO_LIVE_CHECK_SECONDS)
+            try:
+                current = await database_sync_to_async(current_sequences)(sorted(self.groups_joined))
+            except redis.RedisError:  # Redis away: check again later; the counters tell what happened
+                logger.debug("live: sequence check skipped, Redis unavailable")
+                continue
+            behind = {g for g, seq in current.items() if seq > self.last_seq.get(g, 0)}
+            reset = any(seq < self.last_seq.get(g, 0) for g, seq in current.items())
+            missed = any(self.suspect.get(g, -1) >= self.last_seq.get(g, 0) for g in behind)
+            self.suspect = {g: current[g] for g in behind}
+            if reset:  # Redis restarted: its record of this socket's groups went with it
+                for group in self.groups_joined:
+                    await self.channel_layer.group_add(group, self.channel_name)
+            if reset or missed:
+                self.last_seq.update(current)
+                self.suspect = {}
+                await self.send_json({"type": "subscribed", "groups": current, "resync": True})
 
     async def receive_json(self, content, **kwargs):
         group = content.get("subscribe") if isinstance(content, dict) else None
@@ -71,6 +109,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_event(self, message):
         # The event arrives serialized (once, by the publisher); only the envelope is built here.
+        self.last_seq[message["group"]] = int(message["seq"])
         group, seq = json.dumps(message["group"]), int(message["seq"])
         await self.send(
             text_data=f'{{"type": "event", "group": {group}, "seq": {seq}, "event": {message["text"]}}}'

@@ -97,14 +97,20 @@ class _Publisher:
                     message = {"type": "live.event", "group": group, "seq": seq, "text": text}
                     await layer.group_send(group, message)
 
-            future = asyncio.run_coroutine_threadsafe(send_all(), self._ensure_loop())
-            try:
-                future.result(timeout=10)
-            except Exception:  # the channel layer being down must never fail the change that was saved
-                future.cancel()
-                logger.warning(
-                    "Channel layer unavailable: live event %s not published", event.get("type"), exc_info=True
-                )
+            # Two tries: after Redis restarts, the layer's pooled connections fail once before reconnecting.
+            for attempt in (1, 2):
+                future = asyncio.run_coroutine_threadsafe(send_all(), self._ensure_loop())
+                try:
+                    future.result(timeout=10)
+                    return
+                except Exception:  # the channel layer being down must never fail the change that was saved
+                    future.cancel()
+                    if attempt == 2:
+                        logger.warning(
+                            "Channel layer unavailable: live event %s not published",
+                            event.get("type"),
+                            exc_info=True,
+                        )
 
 
 _publisher = _Publisher()

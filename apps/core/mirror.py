@@ -108,8 +108,9 @@ def sync_host_objects(
             for obj in to_update:
                 obj.updated = now
             model.objects.bulk_update(to_update, update_fields, batch_size=500)
-        changes = _record_feed(host, kind, result) if feed and result.count else []
-        _publish(host, kind, result, changes)
+        if feed and result.count:
+            _record_feed(host, kind, result)
+        _publish(host, kind, result)
     return result
 
 
@@ -119,7 +120,7 @@ def mark_gone(model: type[models.Model], host, uuid: str) -> models.Model | None
     return result.gone[0] if result.gone else None
 
 
-def _record_feed(host, kind: str, result: SyncResult) -> None:
+def _record_feed(host, kind: str, result: SyncResult) -> list[InventoryChange]:
     entries = [
         InventoryChange(
             team_id=host.team_id,
@@ -169,8 +170,8 @@ def _record_feed(host, kind: str, result: SyncResult) -> None:
     return InventoryChange.objects.bulk_create(entries)
 
 
-def _publish(host, kind: str, result: SyncResult, changes: list[InventoryChange]) -> None:
-    """One message per sync to the host's groups: the changed objects and the feed entries together."""
+def _publish(host, kind: str, result: SyncResult) -> None:
+    """One message per sync to the host's groups with every changed object (pages refetch their feed)."""
     if not result.count:
         return
     groups = ["all", f"team-{host.team_id}", f"host-{host.pk}"]
@@ -180,5 +181,4 @@ def _publish(host, kind: str, result: SyncResult, changes: list[InventoryChange]
         events = [object_event(obj, f"{kind}.created") for obj in result.created]
         events += [object_event(obj, f"{kind}.updated") for obj, _ in result.changed]
         events += [object_event(obj, f"{kind}.gone") for obj in result.gone]
-    events += [object_event(change, "change.created") for change in changes]
     publish(groups, {"type": "batch", "events": events})

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps import virt
 from apps.audit.services import record
-from apps.core.live import groups_for, object_event, publish, publish_object
+from apps.core.live import publish_object
 from apps.core.mirror import sync_host_objects
 from apps.core.models import InventoryChange
 from apps.networks.services import network_fields
@@ -52,7 +52,7 @@ def set_state(host: Host, state: str, reason: str = "") -> None:
     host.state, host.state_reason, host.state_since = state, reason, timezone.now()
     with transaction.atomic():
         Host.objects.filter(pk=host.pk).update(state=state, state_reason=reason, state_since=host.state_since)
-        change = InventoryChange.objects.create(
+        InventoryChange.objects.create(
             team_id=host.team_id,
             host=host,
             object_type="host",
@@ -61,8 +61,7 @@ def set_state(host: Host, state: str, reason: str = "") -> None:
             event=state,
             detail=reason[:255],
         )
-        events = [object_event(host, "host.updated"), object_event(change, "change.created")]
-        publish(groups_for(host), {"type": "batch", "events": events})
+        publish_object(host, "host.updated")
 
 
 def create_host(user, *, request=None, **fields) -> Host:

@@ -11,7 +11,7 @@ from typing import Any
 import libvirt
 
 from .domxml import DiskInfo, GraphicsInfo, NicInfo, parse_domain_xml
-from .errors import InvalidInput, InvalidState, translate, translated
+from .errors import InvalidInput, InvalidState, NotFound, translate, translated
 from .states import (
     BLOCKED,
     CRASHED,
@@ -264,6 +264,30 @@ def get_domain(conn: libvirt.virConnect, uuid: str, *, with_addresses: bool = Fa
     with translated(f"VM {dom.name()}"):
         stats = _bulk_stats(conn, [dom])
         return _describe(dom, stats.get(dom.UUIDString()), with_addresses)
+
+
+def get_domains(conn: libvirt.virConnect, uuids: list[str]) -> tuple[list[DomainInfo], list[str]]:
+    """Several VMs at once (a burst of events): one stats call for all of them.
+
+    Returns the VMs found and the UUIDs libvirt no longer has. Addresses come from each running VM's leases.
+    """
+    found: list[libvirt.virDomain] = []
+    missing: list[str] = []
+    for uuid in uuids:
+        try:
+            found.append(lookup(conn, uuid))
+        except NotFound:
+            missing.append(uuid)
+    stats = _bulk_stats(conn, found) if found else {}
+    infos = []
+    for dom in found:
+        try:
+            infos.append(_describe(dom, stats.get(dom.UUIDString()), True))
+        except libvirt.libvirtError as exc:
+            if not _vanished(exc):
+                raise translate(exc, f"VM {dom.name()}") from exc
+            missing.append(dom.UUIDString())
+    return infos, missing
 
 
 def _checked(conn: libvirt.virConnect, uuid: str, action: str) -> tuple[libvirt.virDomain, str]:

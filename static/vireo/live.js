@@ -53,6 +53,7 @@
   function handle(message) {
     if (message.type === "subscribed") {
       Object.entries(message.groups).forEach(([group, seq]) => { lastSeq[group] = seq; });
+      if (message.resync) refresh(["*"]); // the server saw that events may have been lost
       return;
     }
     if (message.type === "snapshot") {
@@ -63,8 +64,8 @@
     if (message.type !== "event") return;
     const group = message.group;
     const expected = (lastSeq[group] || 0) + 1;
-    const gap = group in lastSeq && message.seq > expected;
-    if (group in lastSeq && message.seq < expected) return; // already seen through another path
+    // Any other number than the next one means missed events (or restarted counters): refetch.
+    const gap = group in lastSeq && message.seq !== expected;
     lastSeq[group] = message.seq;
     if (gap) refresh(["*"]);
     const events = message.event.type === "batch" ? message.event.events : [message.event];

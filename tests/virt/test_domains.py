@@ -16,6 +16,7 @@ from apps.virt import (
     action_refusal,
     force_off,
     get_domain,
+    get_domains,
     list_domains,
     parse_domain_xml,
     pause,
@@ -283,3 +284,10 @@ def test_state_reasons() -> None:
     assert STATE_REASONS[("shutoff", libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED)] == "destroyed"
     assert STATE_REASONS[("shutoff", libvirt.VIR_DOMAIN_SHUTOFF_SAVED)] == "saved"
     assert STATE_REASONS[("crashed", libvirt.VIR_DOMAIN_CRASHED_PANICKED)] == "panicked"
+
+
+def test_get_domains_reads_many_and_reports_missing(node_conn: libvirt.virConnect) -> None:
+    absent = "12345678-1234-1234-1234-123456789abc"
+    infos, missing = get_domains(node_conn, [_uuid(1), absent, _uuid(2)])
+    assert sorted(vm.name for vm in infos) == ["vm01", "vm02"]
+    assert missing == [absent]

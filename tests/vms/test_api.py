@@ -107,7 +107,10 @@ def test_schema_and_docs(owner):
 def test_page_size_ordering_and_brief_list(owner, test_host, vm):
     for i in range(5):
         VirtualMachine.objects.create(
-            host=test_host, team=test_host.team, uuid=f"00000000-0000-0000-0000-{i:012d}", name=f"m{i}",
+            host=test_host,
+            team=test_host.team,
+            uuid=f"00000000-0000-0000-0000-{i:012d}",
+            name=f"m{i}",
             memory_kib=(i + 1) * 1024,
         )
     client = api(owner)
@@ -115,6 +118,8 @@ def test_page_size_ordering_and_brief_list(owner, test_host, vm):
     assert page["count"] == 6 and len(page["results"]) == 2
     assert "disks" not in page["results"][0]  # the list is brief; the detail has everything
     assert "disks" in client.get(f"/api/v1/vms/{vm.pk}/").json()
-    names = [row["name"] for row in client.get("/api/v1/vms/?ordering=memory&page_size=1000").json()["results"]]
+    names = [
+        row["name"] for row in client.get("/api/v1/vms/?ordering=memory&page_size=1000").json()["results"]
+    ]
     assert names[:5] == ["m0", "m1", "m2", "m3", "m4"]
     assert client.get(f"/api/v1/vms/?q={vm.uuid}").json()["count"] == 1
