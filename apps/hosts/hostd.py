@@ -91,10 +91,7 @@ class HostWatcher(threading.Thread):
                 self._watch(host, conn)
             finally:
                 close_old_connections()
-                try:
-                    conn.close()
-                except Exception:
-                    logger.debug("closing connection to %s failed", host, exc_info=True)
+                virt.close_connection(conn)
 
     def _connect(self, host: Host):
         try:

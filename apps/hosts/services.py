@@ -6,7 +6,6 @@ Views, the API, tasks and hostd all call these; none of them touches libvirt dir
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 
 from django.db import transaction
@@ -24,8 +23,6 @@ from apps.vms.services import domain_fields
 from .choices import HostState
 from .models import Host
 
-logger = logging.getLogger(__name__)
-
 
 def connection_for(host: Host):
     """This process's libvirt connection to `host` (opened on first use, reused while alive)."""
@@ -38,10 +35,7 @@ def test_connection(uri: str, credentials: virt.Credentials | None = None) -> vi
     try:
         return virt.get_host_info(conn)
     finally:
-        try:
-            conn.close()
-        except Exception:  # closing a half-dead connection is best effort
-            logger.debug("closing test connection to %s failed", uri, exc_info=True)
+        virt.close_connection(conn)
 
 
 def set_state(host: Host, state: str, reason: str = "") -> None:

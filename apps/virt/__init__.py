@@ -5,6 +5,7 @@ Nothing outside this package imports libvirt; callers get dataclasses and VirtEr
 
 from .connection import (
     ConnectionPool,
+    close_connection,
     close_reason,
     ensure_event_loop,
     is_alive,
@@ -95,6 +96,7 @@ __all__ = [
     "VirtError",
     "VirtEvent",
     "action_refusal",
+    "close_connection",
     "close_reason",
     "deregister_events",
     "ensure_event_loop",

@@ -99,7 +99,7 @@ def open_connection(
         else:
             with lock:
                 if box["abandoned"]:  # the caller gave up: don't leak the late connection
-                    _close_quietly(conn)
+                    close_connection(conn)
                 else:
                     box["conn"] = conn
         finally:
@@ -129,7 +129,8 @@ def open_connection(
     return conn
 
 
-def _close_quietly(conn: libvirt.virConnect) -> None:
+def close_connection(conn: libvirt.virConnect) -> None:
+    """Close a connection opened with open_connection(), ignoring errors of one already dead."""
     with contextlib.suppress(libvirt.libvirtError):
         conn.unregisterCloseCallback()
     with contextlib.suppress(libvirt.libvirtError):
@@ -220,7 +221,7 @@ class ConnectionPool:
         with self._lock:
             entry = self._entries.pop(key, None)
         if entry is not None:
-            _close_quietly(entry.conn)
+            close_connection(entry.conn)
 
     def close_all(self) -> None:
         """Close every pooled connection (at shutdown, or in tests)."""
@@ -228,7 +229,7 @@ class ConnectionPool:
             entries = list(self._entries.values())
             self._entries.clear()
         for entry in entries:
-            _close_quietly(entry.conn)
+            close_connection(entry.conn)
 
     def keys(self) -> list[str]:
         """Keys that currently have a pooled connection."""

@@ -111,23 +111,9 @@ def _action(name: str):
     return action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler)
 
 
-BRIEF_FIELDS = (
-    "pk",
-    "uuid",
-    "name",
-    "title",
-    "host_id",
-    "host__name",
-    "team_id",
-    "state",
-    "state_reason",
-    "vcpus",
-    "memory_kib",
-    "autostart",
-    "addresses",
-    "gone",
-    "updated",
-)
+# The columns the brief list reads: its serializer's fields, as model field names.
+_COLUMN = {"id": "pk", "host": "host_id", "host_name": "host__name", "team": "team_id"}
+BRIEF_FIELDS = tuple(_COLUMN.get(name, name) for name in VirtualMachineBriefSerializer.Meta.fields)
 
 
 class VirtualMachineViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
