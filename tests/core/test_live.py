@@ -33,12 +33,24 @@ async def connect(user):
     return communicator, connected
 
 
-async def test_anonymous_is_refused():
+@pytest.fixture
+def memory_layer(settings):
+    """An in-process channel layer, for tests of refusals that never reach Redis: a refused socket's
+    pending receive on the Redis layer could outlive the test's event loop."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+async def test_anonymous_is_refused(memory_layer):
     communicator, connected = await connect(None)
     assert not connected
 
 
-async def test_bad_origin_is_refused(owner):
+async def test_bad_origin_is_refused(owner, memory_layer):
     communicator = WebsocketCommunicator(
         application, "/ws/live/", headers=[(b"origin", b"http://evil.example")]
     )
