@@ -96,7 +96,9 @@ def setup_environment(name: str, *, sqlite: bool = False, db_name: str = "vireo_
         env["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     (tmp / "data" / "static").mkdir(parents=True)  # STATIC_ROOT, so whitenoise does not warn
     os.environ.update(env)
-    bench = BenchEnv(tmp=tmp, db_engine=engine, db_name=used_db, env=dict(os.environ), channel_prefix=channel_prefix)
+    bench = BenchEnv(
+        tmp=tmp, db_engine=engine, db_name=used_db, env=dict(os.environ), channel_prefix=channel_prefix
+    )
 
     import django
 

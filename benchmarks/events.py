@@ -120,7 +120,9 @@ def proc_figures(pid: int) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--domains", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="client processes sharing the subscribers")
@@ -168,32 +170,44 @@ def main() -> int:
         hostd = common.start_process(bench, [str(common.PYTHON), "manage.py", "hostd"], "hostd")
         started = time.monotonic()
         online = wait_until(
-            lambda: Host.objects.filter(pk=host.pk, state="online").exists() or hostd.poll() is not None, 60, 0.2
+            lambda: Host.objects.filter(pk=host.pk, state="online").exists() or hostd.poll() is not None,
+            60,
+            0.2,
         )
         if not online or hostd.poll() is not None:
             raise RuntimeError(f"hostd did not bring the host online:\n{common.log_tail(hostd)}")
-        print(f"[setup] daphne on 127.0.0.1:{port} (pid {daphne.pid}), hostd pid {hostd.pid}: host online "
-              f"after {time.monotonic() - started:.1f} s", flush=True)
+        print(
+            f"[setup] daphne on 127.0.0.1:{port} (pid {daphne.pid}), hostd pid {hostd.pid}: host online "
+            f"after {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
         time.sleep(1.0)  # let the initial reconcile's events go out before subscribers count anything
 
         ctx = mp.get_context("spawn")
         ready = ctx.Semaphore(0)
         progress = ctx.Value("l", 0)
         results = ctx.Queue()
-        per_worker = [args.subscribers // args.workers + (1 if i < args.subscribers % args.workers else 0)
-                      for i in range(args.workers)]
+        per_worker = [
+            args.subscribers // args.workers + (1 if i < args.subscribers % args.workers else 0)
+            for i in range(args.workers)
+        ]
         started = time.monotonic()
         for i, n in enumerate(per_worker):
             p = ctx.Process(
-                target=subscriber_worker, args=(i, port, cookie, n, prefix, ready, progress, stop, results), daemon=True
+                target=subscriber_worker,
+                args=(i, port, cookie, n, prefix, ready, progress, stop, results),
+                daemon=True,
             )
             p.start()
             workers.append(p)
         for _ in workers:
             if not ready.acquire(timeout=180):
                 raise RuntimeError("subscribers did not connect in time")
-        print(f"[setup] {args.subscribers} subscribers connected in {time.monotonic() - started:.1f} s "
-              f"({args.workers} client processes)", flush=True)
+        print(
+            f"[setup] {args.subscribers} subscribers connected in {time.monotonic() - started:.1f} s "
+            f"({args.workers} client processes)",
+            flush=True,
+        )
         time.sleep(0.5)
 
         conn = libvirt.open(common.SYSTEM_URI)
@@ -222,12 +236,19 @@ def main() -> int:
             cpu_h2, rss_h = proc_figures(hostd.pid)
             phases[phase] = {"burst_s": burst_s, "settled_s": settled_s, "complete": done}
             figures[phase] = {
-                "daphne_cpu": cpu_d2 - cpu_d, "daphne_rss": rss_d, "hostd_cpu": cpu_h2 - cpu_h, "hostd_rss": rss_h,
-                "daphne_peak": common.rss_mb(daphne.pid, "VmHWM"), "hostd_peak": common.rss_mb(hostd.pid, "VmHWM"),
+                "daphne_cpu": cpu_d2 - cpu_d,
+                "daphne_rss": rss_d,
+                "hostd_cpu": cpu_h2 - cpu_h,
+                "hostd_rss": rss_h,
+                "daphne_peak": common.rss_mb(daphne.pid, "VmHWM"),
+                "hostd_peak": common.rss_mb(hostd.pid, "VmHWM"),
             }
-            print(f"[{phase}] {args.domains} libvirt calls in {burst_s * 1000:.0f} ms; all {event_type} events "
-                  f"{'received' if done else 'NOT all received'} after {settled_s:.2f} s "
-                  f"(progress {progress.value}/{target})", flush=True)
+            print(
+                f"[{phase}] {args.domains} libvirt calls in {burst_s * 1000:.0f} ms; all {event_type} events "
+                f"{'received' if done else 'NOT all received'} after {settled_s:.2f} s "
+                f"(progress {progress.value}/{target})",
+                flush=True,
+            )
             time.sleep(1.0)
         conn.close()
         time.sleep(1.0)
@@ -283,21 +304,29 @@ def main() -> int:
         print("=" * 100)
         print(f"EVENTS BENCHMARK — {bench.describe()}")
         print("=" * 100)
-        print(f"{args.subscribers} WebSocket subscribers (team member session, group {group}) on daphne; "
-              f"hostd watching {common.SYSTEM_URI}; {args.domains} domains defined then undefined.")
+        print(
+            f"{args.subscribers} WebSocket subscribers (team member session, group {group}) on daphne; "
+            f"hostd watching {common.SYSTEM_URI}; {args.domains} domains defined then undefined."
+        )
         for phase in ("define", "undefine"):
             ph, fg = phases[phase], figures[phase]
-            print(f"  {phase:8s}: burst {ph['burst_s'] * 1000:.0f} ms, all delivered after {ph['settled_s']:.2f} s "
-                  f"({'complete' if ph['complete'] else 'INCOMPLETE'}); CPU daphne {fg['daphne_cpu']:.2f} s, "
-                  f"hostd {fg['hostd_cpu']:.2f} s; RSS daphne {fg['daphne_rss']:.0f} MB (peak {fg['daphne_peak']:.0f}), "
-                  f"hostd {fg['hostd_rss']:.0f} MB (peak {fg['hostd_peak']:.0f})")
+            print(
+                f"  {phase:8s}: burst {ph['burst_s'] * 1000:.0f} ms, all delivered after {ph['settled_s']:.2f} s "
+                f"({'complete' if ph['complete'] else 'INCOMPLETE'}); CPU daphne {fg['daphne_cpu']:.2f} s, "
+                f"hostd {fg['hostd_cpu']:.2f} s; RSS daphne {fg['daphne_rss']:.0f} MB (peak {fg['daphne_peak']:.0f}), "
+                f"hostd {fg['hostd_rss']:.0f} MB (peak {fg['hostd_peak']:.0f})"
+            )
         for etype, values in latencies.items():
             print(f"  latency {etype:10s}: {common.summary_ms(values)}")
-        print(f"  latency ALL       : {common.summary_ms(all_lat)} -> p99 target <= {TARGET_P99_MS:.0f} ms "
-              f"{common.verdict(p99 <= TARGET_P99_MS)}")
-        print(f"  messages: expected {expected} (subscriber, event) pairs, received {received}, lost {lost}, "
-              f"duplicates {duplicates}; sequence gaps in {group}: {seq_gaps}, missing at the tail "
-              f"(final seq {final_seq}): {tail_missing}")
+        print(
+            f"  latency ALL       : {common.summary_ms(all_lat)} -> p99 target <= {TARGET_P99_MS:.0f} ms "
+            f"{common.verdict(p99 <= TARGET_P99_MS)}"
+        )
+        print(
+            f"  messages: expected {expected} (subscriber, event) pairs, received {received}, lost {lost}, "
+            f"duplicates {duplicates}; sequence gaps in {group}: {seq_gaps}, missing at the tail "
+            f"(final seq {final_seq}): {tail_missing}"
+        )
         print(f"  other events received (all subscribers): {other_types}")
         if worker_errors:
             print(f"  subscriber errors ({len(worker_errors)}): {worker_errors[:5]}")

@@ -399,7 +399,10 @@ def page_timing_phase(users: dict, hosts, repeats: int) -> dict:
                     sql_runs = []
                     for _ in range(3):
                         sql[0] = 0.0
-                        with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(timed_sql):
+                        with (
+                            CaptureQueriesContext(connection) as queries,
+                            connection.execute_wrapper(timed_sql),
+                        ):
                             response = client.get(url)
                         sql_runs.append(sql[0])
                     if response.status_code != 200:
@@ -484,7 +487,9 @@ def rss_phase(bench, users: dict, hosts, total_requests: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even if PostgreSQL answers")
     parser.add_argument("--db-name", default="vireo_bench", help="PostgreSQL database to create and drop")
     parser.add_argument("--hosts", type=int, default=10, help="test-driver hosts")
@@ -568,23 +573,31 @@ def main() -> int:
                 f"({real['mirrored']} VMs mirrored, {real['ours']} ours)"
             )
         print(f"Load average during the run: {os.getloadavg()} on {os.cpu_count()} CPUs")
-        print(f"Page timings (server time, django.test.Client in-process, {args.repeats} requests each, "
-              f"rotating {len(page_variants(hosts)[0])} URLs):")
+        print(
+            f"Page timings (server time, django.test.Client in-process, {args.repeats} requests each, "
+            f"rotating {len(page_variants(hosts)[0])} URLs):"
+        )
         worst_p50 = 0.0
         for (label, kind), data in ((k, v) for k, v in pages.items() if isinstance(k, tuple)):
             ms = [t * 1000 for t in data["times"]]
             p50, p99 = common.percentile(ms, 50), common.percentile(ms, 99)
             worst_p50 = max(worst_p50, p50)
-            print(f"  {label:10s} {kind:9s}: p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {max(ms):6.1f} ms  "
-                  f"-> p50 target <= {TARGET_LIST_P50_MS:.0f} ms {common.verdict(p50 <= TARGET_LIST_P50_MS)}")
+            print(
+                f"  {label:10s} {kind:9s}: p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {max(ms):6.1f} ms  "
+                f"-> p50 target <= {TARGET_LIST_P50_MS:.0f} ms {common.verdict(p50 <= TARGET_LIST_P50_MS)}"
+            )
             for url, nrows, nq, sql_s in data["info"]:
                 per = data["per_url"].get(url, [])
                 med = common.percentile([t * 1000 for t in per], 50) if per else float("nan")
-                print(f"      {url:58s} rows={nrows:3d} queries={nq:2d} SQL~{sql_s * 1000:5.1f} ms p50={med:6.1f} ms")
+                print(
+                    f"      {url:58s} rows={nrows:3d} queries={nq:2d} SQL~{sql_s * 1000:5.1f} ms p50={med:6.1f} ms"
+                )
         calls = pages["libvirt_calls"]
         n_calls = sum(calls.values())
-        print(f"libvirt calls during the {4 * args.repeats + 4 * 12 * 3} page/API requests: {n_calls} "
-              f"{calls if calls else ''} -> target 0 {common.verdict(n_calls == 0)}")
+        print(
+            f"libvirt calls during the {4 * args.repeats + 4 * 12 * 3} page/API requests: {n_calls} "
+            f"{calls if calls else ''} -> target 0 {common.verdict(n_calls == 0)}"
+        )
         if rss:
             print(
                 f"daphne RSS: start {rss['rss_start']:.0f} MB, after {args.requests} requests "

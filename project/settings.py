@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.vms",
     "apps.networks",
     "apps.storage",
+    "apps.console",
 ]
 
 MIDDLEWARE = [
@@ -133,6 +134,7 @@ STATICFILES_DIRS = [
     ("vendor/bootstrap", BASE_DIR / "node_modules/bootstrap/dist"),
     ("vendor/bootstrap-icons", BASE_DIR / "node_modules/bootstrap-icons/font"),
     ("vendor/htmx", BASE_DIR / "node_modules/htmx.org/dist"),
+    ("vendor/novnc", BASE_DIR / "node_modules/@novnc/novnc"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -183,6 +185,11 @@ VIREO_ACTION_TIMEOUT = env.float("VIREO_ACTION_TIMEOUT", default=30.0)
 # hostd: how long a host lease lasts without renewal, and the reconnect backoff cap.
 VIREO_HOSTD_LEASE_SECONDS = env.int("VIREO_HOSTD_LEASE_SECONDS", default=15)
 VIREO_HOSTD_MAX_BACKOFF = env.int("VIREO_HOSTD_MAX_BACKOFF", default=30)
+# Consoles: websockify's public URL (empty: the page's host, port VIREO_CONSOLE_PORT, ws/wss as the page),
+# and the seconds a single-use console token lives.
+VIREO_CONSOLE_URL = env.str("VIREO_CONSOLE_URL", default="")
+VIREO_CONSOLE_PORT = env.int("VIREO_CONSOLE_PORT", default=6080)
+VIREO_CONSOLE_TOKEN_TTL = env.int("VIREO_CONSOLE_TOKEN_TTL", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

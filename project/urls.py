@@ -19,6 +19,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("hosts/", include("apps.hosts.urls")),
+    # Before the VMs' own URLs, whose <pk>/<action>/ pattern would take /vms/<pk>/console/.
+    path("vms/", include("apps.console.urls")),
     path("vms/", include("apps.vms.urls")),
     path("audit/", include("apps.audit.urls")),
     path("api/v1/", include(router.urls)),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESS_TYPES = {"web", "worker", "beat", "hostd", "migrate", "redis", "postgres"}
+PROCESS_TYPES = {"web", "worker", "beat", "hostd", "websockify", "migrate", "redis", "postgres"}
 ENGINES = {"redis", "postgres"}
 CORE_ENVIRONMENT = {
     "DATABASE_URL",
@@ -93,11 +93,11 @@ def test_compose_names_every_process_type():
 
 
 def test_procfile_processes_are_all_in_compose():
-    assert set(procfile()) == {"web", "worker", "beat", "hostd"}
+    assert set(procfile()) == {"web", "worker", "beat", "hostd", "websockify"}
     assert set(procfile()) <= set(_services())
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "beat", "hostd"])
+@pytest.mark.parametrize("name", ["web", "worker", "beat", "hostd", "websockify"])
 def test_compose_runs_the_same_program_as_the_procfile(name):
     """The words of the Procfile command that are not options or ${...} appear in the compose command."""
     compose_words = _command(_services()[name])
@@ -163,16 +163,18 @@ def test_engines_are_persistent_and_health_checked():
 def test_app_services_wait_for_migrations_and_engines():
     services = _services()
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("web", "worker", "beat", "hostd"):
+    for name in ("web", "worker", "beat", "hostd", "websockify"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
 
 
-def test_only_web_publishes_a_port():
+def test_only_web_and_the_console_proxy_publish_ports_on_loopback():
     services = _services()
-    assert [name for name, svc in services.items() if svc.get("ports")] == ["web"]
+    published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
+    assert sorted(published) == ["web", "websockify"]
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports)
 
 
 def test_dockerfile_builds_and_runs_unprivileged():

@@ -100,7 +100,12 @@ class VmDetailView(LoginRequiredMixin, TemplateView):
         history = AuditEntry.objects.filter(object_type="virtualmachine", object_id=vm.pk)[:50]
         changes = InventoryChange.objects.filter(object_type="vm", object_id=vm.pk)[:50]
         return super().get_context_data(
-            vm=vm, buttons=action_buttons(user, vm), history=history, changes=changes, **kwargs
+            vm=vm,
+            may_console=can(user, vm, Action.CONSOLE),
+            buttons=action_buttons(user, vm),
+            history=history,
+            changes=changes,
+            **kwargs,
         )
 
 

@@ -1,0 +1,162 @@
+"""Console tickets: a random, single-use, short-lived token that lets websockify reach one VM's VNC.
+
+Only the token's SHA-256 is kept (in Redis, under `<channel prefix>:console:<sha256>`), with the user, VM,
+host, VNC endpoint and the hash of the browser's session key. websockify's token plugin takes it once
+(GETDEL); see websockify_plugins.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from apps import virt
+from apps.audit.models import Outcome
+from apps.audit.services import record
+from apps.core.choices import Action
+from apps.core.live import redis_client
+from apps.core.permissions import get_restricted
+from apps.vms.choices import VmState
+from apps.vms.models import VirtualMachine
+
+#: Where websockify connects: VNC of a local VM, always on loopback.
+TARGET_HOST = "127.0.0.1"
+LOCAL_SCHEMES = frozenset({"qemu", "qemu+unix"})
+LOCAL_PATHS = frozenset({"/system", "/session"})
+
+
+class ConsoleRefused(Exception):
+    """The console cannot be opened now; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ConsoleTicket:
+    """A console token as given to the browser (the only place the clear token exists)."""
+
+    token: str
+    vm_id: int
+    target_port: int
+    ttl: int
+
+
+def token_ttl() -> int:
+    """Seconds a console token lives (settings.VIREO_CONSOLE_TOKEN_TTL, default 30)."""
+    return int(getattr(settings, "VIREO_CONSOLE_TOKEN_TTL", 30))
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 (hex) under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_key(digest: str) -> str:
+    """The Redis key of a token's record, under the installation's channel prefix."""
+    return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:console:{digest}"
+
+
+def is_local_uri(uri: str) -> bool:
+    """True for a libvirt URI of this machine's QEMU (qemu:///system, qemu:///session: no host part)."""
+    parts = urlsplit(uri.strip())
+    return parts.scheme.lower() in LOCAL_SCHEMES and not parts.netloc and parts.path in LOCAL_PATHS
+
+
+def is_loopback(address: str | None) -> bool:
+    """True when a VNC listen address is only reachable from this machine."""
+    if not address:
+        return False
+    if address.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def mirror_refusal(vm: VirtualMachine) -> str | None:
+    """Why the console cannot open, judged from the mirror alone (no libvirt call); None if it may."""
+    if vm.gone:
+        return f"{vm.name} no longer exists on {vm.host.name}."
+    if not is_local_uri(vm.host.uri):
+        return (
+            f"{vm.name} runs on {vm.host.name}, a remote host ({vm.host.uri}): consoles of remote hosts "
+            "are not available yet."
+        )
+    if vm.state not in (VmState.RUNNING, VmState.PAUSED, VmState.BLOCKED):
+        return f"{vm.name} is {vm.state_label.lower()}: start it to open its console."
+    if vm.graphics and not any(g.get("type") == "vnc" for g in vm.graphics):
+        return f"{vm.name} has no VNC display (only {', '.join(g.get('type', '?') for g in vm.graphics)})."
+    if not vm.graphics:
+        return f"{vm.name} has no graphical display: add a VNC display to its hardware to use a console."
+    return None
+
+
+def live_vnc_port(vm: VirtualMachine) -> int:
+    """The VNC port of a running local VM, read from libvirt now; ConsoleRefused with the reason if none."""
+    from apps.hosts.services import connection_for
+
+    try:
+        info = virt.get_domain(connection_for(vm.host), str(vm.uuid))
+    except virt.VirtError as exc:
+        raise ConsoleRefused(f"Cannot read {vm.name} from {vm.host.name}: {exc}") from exc
+    if info.state not in ("running", "paused", "blocked"):
+        raise ConsoleRefused(f"{vm.name} is not running ({info.state}): start it to open its console.")
+    vnc = [g for g in info.graphics if g.type == "vnc"]
+    if not vnc:
+        raise ConsoleRefused(f"{vm.name} has no VNC display: add one to its hardware to use a console.")
+    display = vnc[0]
+    if display.socket:
+        raise ConsoleRefused(f"{vm.name}'s VNC listens on a UNIX socket, which consoles do not support yet.")
+    if not is_loopback(display.listen):
+        raise ConsoleRefused(
+            f"{vm.name}'s VNC listens on {display.listen or 'an unknown address'}, beyond loopback: "
+            "Vireo refuses to proxy it. Make it listen on 127.0.0.1 (and restart the VM)."
+        )
+    if not display.port:
+        raise ConsoleRefused(f"{vm.name}'s VNC display has no port yet: try again in a moment.")
+    return display.port
+
+
+def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket:
+    """Check that `user` may open `vm`'s console now, and issue a single-use token for websockify.
+
+    Raises Http404 (may not see the VM), PermissionDenied (may not open its console), or ConsoleRefused
+    (VM off, no VNC, remote host, VNC beyond loopback). Refusals and openings are audited.
+    """
+    vm = get_restricted(VirtualMachine.objects.select_related("host"), user, Action.CONSOLE, pk=vm.pk)
+    try:
+        reason = mirror_refusal(vm)
+        if reason:
+            raise ConsoleRefused(reason)
+        port = live_vnc_port(vm)
+    except ConsoleRefused as exc:
+        record(user, "vm.console.open", vm, outcome=Outcome.FAILURE, message=str(exc), request=request)
+        raise
+    token = secrets.token_urlsafe(32)
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    ticket: dict[str, Any] = {
+        "user_id": user.pk,
+        "vm_id": vm.pk,
+        "host_id": vm.host.pk,
+        "target_host": TARGET_HOST,
+        "target_port": port,
+        "session_key_hash": token_hash(session_key) if session_key else None,
+    }
+    ttl = token_ttl()
+    redis_client().set(token_key(token_hash(token)), json.dumps(ticket), ex=ttl)
+    record(user, "vm.console.open", vm, params={"host": vm.host.name, "vnc_port": port}, request=request)
+    return ConsoleTicket(token=token, vm_id=vm.pk, target_port=port, ttl=ttl)
+
+
+def take_ticket(token: str) -> dict[str, Any] | None:
+    """The record of `token`, removed atomically (GETDEL) so that it works once; None if unknown or expired."""
+    if not token or len(token) > 256:
+        return None
+    raw = redis_client().getdel(token_key(token_hash(token)))
+    return json.loads(raw) if raw else None

@@ -1,0 +1,56 @@
+"""The console page (noVNC) and the ticket endpoint that gives the page a single-use websockify URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.core.choices import Action
+from apps.core.permissions import get_restricted
+from apps.vms.models import VirtualMachine
+
+from .services import ConsoleRefused, issue_console_token, mirror_refusal
+
+
+def websockify_url(request: HttpRequest) -> str:
+    """websockify's public base URL: settings.VIREO_CONSOLE_URL, or this page's host on port 6080
+    (VIREO_CONSOLE_PORT), ws or wss as the page."""
+    configured = getattr(settings, "VIREO_CONSOLE_URL", "")
+    if configured:
+        return configured.rstrip("/") + "/"
+    scheme = "wss" if request.is_secure() else "ws"
+    hostname = urlsplit(f"//{request.get_host()}").hostname or "localhost"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    return f"{scheme}://{hostname}:{getattr(settings, 'VIREO_CONSOLE_PORT', 6080)}/"
+
+
+@login_required
+@require_GET
+def console_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """The VM's graphical console in its own page (noVNC), or why it cannot open now."""
+    vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, Action.CONSOLE, pk=pk)
+    return render(request, "console/console.html", {"vm": vm, "refusal": mirror_refusal(vm)})
+
+
+@login_required
+@require_POST
+def console_ticket(request: HttpRequest, pk: int) -> JsonResponse:
+    """A single-use websockify URL for the VM's console (JSON), or {"error": reason} with 403/404/409."""
+    try:
+        vm = get_restricted(VirtualMachine.objects.all(), request.user, pk=pk)
+        ticket = issue_console_token(request.user, vm, request=request)
+    except Http404:
+        return JsonResponse({"error": "No such virtual machine."}, status=404)
+    except PermissionDenied:
+        return JsonResponse({"error": "Your role may not open this VM's console."}, status=403)
+    except ConsoleRefused as exc:
+        return JsonResponse({"error": str(exc)}, status=409)
+    url = websockify_url(request) + "websockify?" + urlencode({"token": ticket.token})
+    return JsonResponse({"url": url, "ttl": ticket.ttl})

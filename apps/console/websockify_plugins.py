@@ -1,0 +1,150 @@
+"""websockify plugins: console tokens from Redis, and the Origin and session check of each connection.
+
+Run websockify with both (see the Procfile)::
+
+    python -m websockify --token-plugin apps.console.websockify_plugins.ConsoleTokens \
+        --token-source project.settings --auth-plugin apps.console.websockify_plugins.ConsoleAuth \
+        --auth-source project.settings 127.0.0.1:6080
+
+The source of each plugin is the Django settings module (default project.settings): the plugins call
+django.setup() once in websockify's main process, before it forks a process for each connection.
+
+How the two plugins share one connection's ticket: websockify calls the token plugin's lookup(token) and
+then, in the same handler (same process and thread), the auth plugin's authenticate(headers, host, port),
+which is not given the token. lookup() takes the ticket from Redis (GETDEL: used once) and leaves it in a
+thread-local slot; authenticate() takes it from there (so it is never reused), checks that it is the one
+that resolved this very target, then checks the Origin and that the session cookie is the Django session
+of the user (and, when known, the very session) the token was issued to. Every refusal is logged on the
+`vireo.console` logger with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockify.auth_plugins import AuthenticationError
+
+logger = logging.getLogger("vireo.console")
+
+_claims = threading.local()
+
+
+def setup_django(settings_module: str | None) -> None:
+    """Configure Django in this process (once), with `settings_module` unless one is already set."""
+    import django
+    from django.apps import apps
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module or "project.settings")
+    if not apps.ready:
+        django.setup()
+
+
+def allowed_origin_check(origin: str | None) -> str | None:
+    """Why `origin` may not open a console, or None if it may.
+
+    Allowed: an http(s) origin whose host is in ALLOWED_HOSTS (any port; `*` never counts), or an origin
+    listed exactly in CSRF_TRUSTED_ORIGINS (entries with `*` never count).
+    """
+    from django.conf import settings
+    from django.http.request import split_domain_port, validate_host
+
+    if not origin:
+        return "no Origin header"
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"Origin {origin!r} is not an http(s) origin"
+    trusted = [o.rstrip("/") for o in settings.CSRF_TRUSTED_ORIGINS if "*" not in o]
+    if origin.rstrip("/") in trusted:
+        return None
+    allowed_hosts = [h for h in settings.ALLOWED_HOSTS if h != "*"]
+    if settings.DEBUG and not settings.ALLOWED_HOSTS:
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(parts.netloc)
+    if domain and validate_host(domain, allowed_hosts):
+        return None
+    return f"Origin {origin!r} is not one of Vireo's hosts (ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS)"
+
+
+def session_check(headers: Any, ticket: dict[str, Any]) -> str | None:
+    """Why the request's session may not use `ticket`, or None if it is the session it was issued to."""
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.db import connections
+    from django.http.cookie import parse_cookie
+
+    from .services import token_hash
+
+    session_key = parse_cookie(headers.get("Cookie", "")).get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
+        return "no session cookie"
+    if ticket.get("session_key_hash") and token_hash(session_key) != ticket["session_key_hash"]:
+        return "the session is not the one the token was issued to"
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        # get_user() also checks the session against the password hash, as a request would.
+        user = get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+        user_id = user.pk if user.is_authenticated and user.is_active else None
+    finally:
+        connections.close_all()
+    if user_id is None:
+        return "the session is not logged in"
+    if user_id != ticket["user_id"]:
+        return f"the session's user ({user_id}) is not the token's user ({ticket['user_id']})"
+    return None
+
+
+class ConsoleTokens:
+    """websockify token plugin: a console token resolves, once, to the VNC endpoint it was issued for."""
+
+    def __init__(self, src: str | None = None) -> None:
+        self.source = src
+        setup_django(src)
+
+    def lookup(self, token: str) -> tuple[str, int] | None:
+        """The (host, port) of `token`'s VM, taking the token so it cannot be used again; None if invalid."""
+        from .services import take_ticket
+
+        _claims.ticket = None
+        try:
+            ticket = take_ticket(token)
+        except Exception:
+            logger.exception("console refused: cannot read the token store")
+            return None
+        if ticket is None:
+            logger.warning("console refused: unknown, expired or already used token")
+            return None
+        _claims.ticket = ticket
+        return ticket["target_host"], int(ticket["target_port"])
+
+
+class ConsoleAuth:
+    """websockify auth plugin: the Origin is Vireo's and the session is the token's user's."""
+
+    def __init__(self, src: str | None = None) -> None:
+        self.source = src
+        setup_django(src)
+
+    def authenticate(self, headers: Any, target_host: str | None, target_port: Any) -> None:
+        """Raise AuthenticationError (403) unless this connection may use the ticket its token resolved to."""
+        ticket: dict[str, Any] | None = getattr(_claims, "ticket", None)
+        _claims.ticket = None
+        if ticket is None:
+            logger.warning("console refused (no ticket): no console token was taken for this connection")
+            raise AuthenticationError(log_msg="no console token", response_code=403, response_msg="Forbidden")
+        reason: str | None = None
+        if (ticket["target_host"], int(ticket["target_port"])) != (target_host, int(target_port or 0)):
+            reason = "the target is not the token's"
+        else:
+            reason = allowed_origin_check(headers.get("Origin")) or session_check(headers, ticket)
+        if reason:
+            logger.warning(
+                "console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], reason
+            )
+            raise AuthenticationError(log_msg=reason, response_code=403, response_msg="Forbidden")
+        logger.info("console opened: VM %s for user %s", ticket["vm_id"], ticket["user_id"])

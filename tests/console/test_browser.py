@@ -1,0 +1,129 @@
+"""The console page in headless Chromium: noVNC shows the tiny guest's screen, and typing reaches the guest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import Client
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.console.conftest import REPO, child_env, free_port, stop, wait_for_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+# The canvas as (number of distinct colours, number of lit pixels), read in the page.
+CANVAS_JS = """() => {
+  const canvas = document.querySelector('#console-screen canvas');
+  if (!canvas || !canvas.width) return null;
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const colours = new Set();
+  let lit = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    colours.add(v);
+    if (data[i] + data[i + 1] + data[i + 2] > 192) lit++;
+  }
+  return [colours.size, lit];
+}"""
+# Lit pixels that the typed command and its output (two lines of text) add at least; a blinking cursor
+# changes far fewer.
+TYPED_PIXELS = 500
+# Playwright's keyboard.type() sends "$" as the Digit4 key without Shift (noVNC sends QEMU key codes):
+# type shifted characters as a person does.
+SHIFTED = {
+    "$": "Shift+Digit4",
+    "(": "Shift+Digit9",
+    ")": "Shift+Digit0",
+    "*": "Shift+Digit8",
+    ">": "Shift+Period",
+    "S": "Shift+KeyS",
+}
+
+
+def type_like_a_person(page, text: str) -> None:
+    """Type `text` key by key, with Shift for the characters that need it on a US keyboard."""
+    for char in text:
+        if char in SHIFTED:
+            page.keyboard.press(SHIFTED[char])
+        else:
+            page.keyboard.type(char)
+
+
+@pytest.fixture
+def console_site(websockify_server, tmp_path) -> Iterator[str]:
+    """daphne serving Vireo (console wired in) whose pages point noVNC at the test's websockify."""
+    env = child_env(
+        DJANGO_SETTINGS_MODULE="project.settings",
+        VIREO_CONSOLE_URL=f"ws://127.0.0.1:{websockify_server.port}",
+    )
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=REPO, env=env, check=True
+    )
+    port = free_port()
+    log_path = tmp_path / "daphne.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, process, log_path)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+        log.close()
+
+
+def test_console_page_shows_and_types_into_the_guest(
+    local_vm, tiny_vm, operator, console_site, websockify_server, tmp_path
+):
+    from playwright.sync_api import sync_playwright
+
+    client = Client()
+    client.force_login(operator)
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    url = f"{console_site}/vms/{local_vm.pk}/console/"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            context.add_cookies(
+                [{"name": django_settings.SESSION_COOKIE_NAME, "value": session_key, "url": console_site}]
+            )
+            page = context.new_page()
+            page.goto(url)
+            try:
+                page.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
+                # The guest's text screen: more than a blank background.
+                page.wait_for_function(f"({CANVAS_JS})()?.[0] > 1", timeout=20_000)
+            except Exception:
+                print(page.content()[:3000], websockify_server.output(), sep="\n----\n")
+                raise
+            colours, lit_before = page.evaluate(CANVAS_JS)
+            assert colours > 1
+            page.click("#console-screen canvas")
+            type_like_a_person(page, "echo vireo-$((6*7))")
+            page.keyboard.press("Enter")
+            page.wait_for_function(f"({CANVAS_JS})()[1] > {lit_before + TYPED_PIXELS}", timeout=20_000)
+            # The shell really evaluated what was typed: the same command, to the serial port.
+            serial_start = len(tiny_vm.serial_output().encode())
+            type_like_a_person(page, "echo vireo-$((6*7)) >/dev/ttyS0")
+            page.keyboard.press("Enter")
+            try:
+                tiny_vm.wait_for_serial("vireo-42", timeout=20, start=serial_start)
+            finally:
+                page.screenshot(path=str(tmp_path / "console.png"))
+            assert page.locator("#console-cad").is_enabled()
+            page.click("#console-scale")
+            assert page.locator("#console-scale").get_attribute("aria-pressed") == "false"
+        finally:
+            browser.close()

@@ -1,0 +1,89 @@
+"""The console page and the ticket endpoint."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.urls import reverse
+
+from apps.console import services
+from apps.core.live import redis_client
+from tests.console.test_services import make_vm
+
+
+@pytest.fixture
+def vm(team):
+    return make_vm(team)
+
+
+@pytest.fixture
+def fake_port(monkeypatch):
+    monkeypatch.setattr(services, "live_vnc_port", lambda vm: 5905)
+
+
+def test_ticket_gives_a_websockify_url_bound_to_the_session(client_for, owner, vm, fake_port, settings):
+    settings.VIREO_CONSOLE_URL = ""
+    client = client_for(owner)
+    response = client.post(reverse("console:ticket", args=[vm.pk]))
+    assert response.status_code == 200, response.content
+    url = urlsplit(response.json()["url"])
+    assert (url.scheme, url.hostname, url.port, url.path) == ("ws", "testserver", 6080, "/websockify")
+    token = parse_qs(url.query)["token"][0]
+    ticket = services.take_ticket(token)
+    session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert ticket["session_key_hash"] == services.token_hash(session_key)
+    assert ticket["target_port"] == 5905
+
+
+def test_ticket_url_from_settings_and_https(client_for, owner, vm, fake_port, settings):
+    settings.VIREO_CONSOLE_URL = "wss://console.example.com/vnc/"
+    response = client_for(owner).post(reverse("console:ticket", args=[vm.pk]))
+    url = response.json()["url"]
+    assert url.startswith("wss://console.example.com/vnc/websockify?token=")
+    redis_client().delete(services.token_key(services.token_hash(parse_qs(urlsplit(url).query)["token"][0])))
+    settings.VIREO_CONSOLE_URL = ""
+    response = client_for(owner).post(reverse("console:ticket", args=[vm.pk]), secure=True)
+    url = response.json()["url"]
+    assert url.startswith("wss://testserver:6080/websockify?token=")
+    redis_client().delete(services.token_key(services.token_hash(parse_qs(urlsplit(url).query)["token"][0])))
+
+
+def test_ticket_refusals_are_json(client_for, viewer, outsider, owner, team, vm, fake_port):
+    assert client_for(viewer).post(reverse("console:ticket", args=[vm.pk])).status_code == 403
+    assert client_for(outsider).post(reverse("console:ticket", args=[vm.pk])).status_code == 404
+    off = make_vm(team, state="shutoff")
+    response = client_for(owner).post(reverse("console:ticket", args=[off.pk]))
+    assert response.status_code == 409 and "start it" in response.json()["error"]
+
+
+def test_ticket_needs_post(client_for, owner, vm):
+    assert client_for(owner).get(reverse("console:ticket", args=[vm.pk])).status_code == 405
+
+
+def test_page_for_operator_viewer_outsider(client_for, operator, viewer, outsider, vm):
+    response = client_for(operator).get(reverse("console:page", args=[vm.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "vendor/novnc/core/rfb.js" in body and reverse("console:ticket", args=[vm.pk]) in body
+    assert client_for(viewer).get(reverse("console:page", args=[vm.pk])).status_code == 403
+    assert client_for(outsider).get(reverse("console:page", args=[vm.pk])).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"state": "shutoff"}, "start it"),
+        ({"graphics": []}, "no graphical display"),
+        ({"uri": "qemu+ssh://root@far/system"}, "remote host"),
+    ],
+)
+def test_page_says_why_not(client_for, owner, team, kwargs, words):
+    vm = make_vm(team, **kwargs)
+    body = client_for(owner).get(reverse("console:page", args=[vm.pk])).content.decode()
+    assert words in body and 'data-refused="true"' in body
+
+
+def test_page_needs_login(client, vm):
+    response = client.get(reverse("console:page", args=[vm.pk]))
+    assert response.status_code == 302 and "/login/" in response["Location"]
