@@ -48,7 +48,7 @@ class ConsoleTicket:
 
 def token_ttl() -> int:
     """Seconds a console token lives (settings.VIREO_CONSOLE_TOKEN_TTL, default 30)."""
-    return int(getattr(settings, "VIREO_CONSOLE_TOKEN_TTL", 30))
+    return settings.VIREO_CONSOLE_TOKEN_TTL
 
 
 def token_hash(token: str) -> str:

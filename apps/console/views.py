@@ -21,14 +21,14 @@ from .services import ConsoleRefused, issue_console_token, mirror_refusal
 def websockify_url(request: HttpRequest) -> str:
     """websockify's public base URL: settings.VIREO_CONSOLE_URL, or this page's host on port 6080
     (VIREO_CONSOLE_PORT), ws or wss as the page."""
-    configured = getattr(settings, "VIREO_CONSOLE_URL", "")
+    configured = settings.VIREO_CONSOLE_URL
     if configured:
         return configured.rstrip("/") + "/"
     scheme = "wss" if request.is_secure() else "ws"
     hostname = urlsplit(f"//{request.get_host()}").hostname or "localhost"
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    return f"{scheme}://{hostname}:{getattr(settings, 'VIREO_CONSOLE_PORT', 6080)}/"
+    return f"{scheme}://{hostname}:{settings.VIREO_CONSOLE_PORT}/"
 
 
 @login_required
