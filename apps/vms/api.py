@@ -17,46 +17,6 @@ from .filters import VirtualMachineFilterSet
 from .models import VirtualMachine
 
 
-class VirtualMachineSerializer(serializers.ModelSerializer):
-    """A VM as mirrored from libvirt."""
-
-    host_name = serializers.CharField(source="host.name", read_only=True)
-    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
-
-    class Meta:
-        model = VirtualMachine
-        fields = [
-            "id",
-            "uuid",
-            "name",
-            "title",
-            "description",
-            "host",
-            "host_name",
-            "team",
-            "state",
-            "state_reason",
-            "vcpus",
-            "memory_kib",
-            "max_memory_kib",
-            "persistent",
-            "autostart",
-            "os_type",
-            "arch",
-            "machine",
-            "disks",
-            "nics",
-            "graphics",
-            "addresses",
-            "tags",
-            "gone",
-            "gone_since",
-            "first_seen",
-            "updated",
-        ]
-        read_only_fields = fields
-
-
 class VirtualMachineBriefSerializer(serializers.ModelSerializer):
     """A VM in a list: what a table shows (the detail adds disks, NICs and graphics)."""
 
@@ -80,6 +40,30 @@ class VirtualMachineBriefSerializer(serializers.ModelSerializer):
             "addresses",
             "gone",
             "updated",
+        ]
+        read_only_fields = fields
+
+
+class VirtualMachineSerializer(VirtualMachineBriefSerializer):
+    """A VM as mirrored from libvirt: the list's fields plus its hardware and history."""
+
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta(VirtualMachineBriefSerializer.Meta):
+        fields = [
+            *VirtualMachineBriefSerializer.Meta.fields,
+            "description",
+            "max_memory_kib",
+            "persistent",
+            "os_type",
+            "arch",
+            "machine",
+            "disks",
+            "nics",
+            "graphics",
+            "tags",
+            "gone_since",
+            "first_seen",
         ]
         read_only_fields = fields
 

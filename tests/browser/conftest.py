@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from tests.conftest import PASSWORD, shared_database_url
+from tests.fixtures.processes import free_port, stop, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,12 +39,6 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 SERVER_START_TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +63,7 @@ def _daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iter
     with django_db_blocker.unblock():
         # whitenoise serves STATIC_ROOT: keep it equal to static/ (and node_modules) for this run.
         call_command("collectstatic", interactive=False, verbosity=0)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": shared_database_url(), "VIREO_CHANNEL_PREFIX": prefix}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
@@ -80,24 +74,11 @@ def _daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iter
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"daphne did not start:\n{log_path.read_text()}") from None
-            time.sleep(0.1)
+    wait_for_port(port, process, log_path, timeout=SERVER_START_TIMEOUT)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
         settings.CHANNEL_LAYERS = saved_layers
         channel_layers.backends.clear()

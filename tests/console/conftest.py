@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,40 +14,10 @@ import pytest
 from django.conf import settings as django_settings
 
 from tests.conftest import shared_database_url
+from tests.fixtures.processes import free_port, stop, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = "apps.console.websockify_plugins"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
-    """Wait until `process` accepts connections on 127.0.0.1:`port` (fail with its log if it dies)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"{process.args[:3]} did not start:\n{log.read_text()}") from None
-            time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Terminate a child process started by a fixture, killing it if it lingers."""
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -11,7 +11,8 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-from tests.console.conftest import REPO, child_env, free_port, stop, wait_for_port
+from tests.console.conftest import REPO, child_env
+from tests.fixtures.processes import free_port, stop, wait_for_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
