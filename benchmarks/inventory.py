@@ -223,7 +223,7 @@ def split(seconds: dict[str, float]) -> str:
 def reconcile_phase(team, fixtures_dir: Path, hosts: int, per_host: int) -> tuple[list, dict]:
     from apps import virt
     from apps.hosts.models import Host
-    from apps.hosts.services import connection_for, reconcile_host
+    from apps.hosts.services import connection_for
     from apps.vms.models import VirtualMachine
 
     rng = random.Random(20240601)
@@ -250,14 +250,7 @@ def reconcile_phase(team, fixtures_dir: Path, hosts: int, per_host: int) -> tupl
         connection_for(host)
         opened = time.perf_counter() - t
         with timers:
-            t = time.perf_counter()
-            first = reconcile_host(host)
-            first_s = time.perf_counter() - t
-            s1 = timers.take()
-            t = time.perf_counter()
-            second = reconcile_host(host)
-            second_s = time.perf_counter() - t
-            s2 = timers.take()
+            first, first_s, s1, second, second_s, s2 = reconcile_twice(host, timers)
         for key, part in (("first", s1), ("second", s2)):
             for k, v in part.items():
                 splits[key][k] = splits[key].get(k, 0.0) + v
@@ -273,13 +266,25 @@ def reconcile_phase(team, fixtures_dir: Path, hosts: int, per_host: int) -> tupl
     return created_hosts, {"rows": rows, "states": total_states, "splits": splits}
 
 
+def reconcile_twice(host, timers) -> tuple:
+    """Reconcile a host twice (create, then no change): each one's counts, seconds and split timings."""
+    from apps.hosts.services import reconcile_host
+
+    results = []
+    for _ in range(2):
+        t = time.perf_counter()
+        counts = reconcile_host(host)
+        results += [counts, time.perf_counter() - t, timers.take()]
+    return tuple(results)
+
+
 def real_host_phase(team, prefix: str, count: int) -> dict:
     """Define `count` never-started domains on qemu:///system, reconcile them into an 11th host."""
     import libvirt
 
     from apps import virt
     from apps.hosts.models import Host
-    from apps.hosts.services import connection_for, reconcile_host
+    from apps.hosts.services import connection_for
     from apps.vms.models import VirtualMachine
 
     conn = libvirt.open(common.SYSTEM_URI)
@@ -302,14 +307,7 @@ def real_host_phase(team, prefix: str, count: int) -> dict:
     connection_for(host)
     opened = time.perf_counter() - t
     with reconcile_timers() as timers:
-        t = time.perf_counter()
-        first = reconcile_host(host)
-        first_s = time.perf_counter() - t
-        s1 = timers.take()
-        t = time.perf_counter()
-        second = reconcile_host(host)
-        second_s = time.perf_counter() - t
-        s2 = timers.take()
+        first, first_s, s1, second, second_s, s2 = reconcile_twice(host, timers)
     mirrored = VirtualMachine.objects.filter(host=host, gone=False).count()
     ours = VirtualMachine.objects.filter(host=host, gone=False, name__startswith=prefix).count()
     virt.pool.close_all()

@@ -7,7 +7,6 @@ host, VNC endpoint and the hash of the browser's session key. websockify's token
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import secrets
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from apps import virt
+from apps.accounts.models import hash_token
 from apps.audit.models import Outcome
 from apps.audit.services import record
 from apps.core.choices import Action
@@ -49,11 +49,6 @@ class ConsoleTicket:
 def token_ttl() -> int:
     """Seconds a console token lives (settings.VIREO_CONSOLE_TOKEN_TTL, default 30)."""
     return settings.VIREO_CONSOLE_TOKEN_TTL
-
-
-def token_hash(token: str) -> str:
-    """The SHA-256 (hex) under which a token is stored."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def token_key(digest: str) -> str:
@@ -146,10 +141,10 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
         "host_id": vm.host.pk,
         "target_host": TARGET_HOST,
         "target_port": port,
-        "session_key_hash": token_hash(session_key) if session_key else None,
+        "session_key_hash": hash_token(session_key) if session_key else None,
     }
     ttl = token_ttl()
-    redis_client().set(token_key(token_hash(token)), json.dumps(ticket), ex=ttl)
+    redis_client().set(token_key(hash_token(token)), json.dumps(ticket), ex=ttl)
     record(user, "vm.console.open", vm, params={"host": vm.host.name, "vnc_port": port}, request=request)
     return ConsoleTicket(token=token, vm_id=vm.pk, target_port=port, ttl=ttl)
 
@@ -158,5 +153,5 @@ def take_ticket(token: str) -> dict[str, Any] | None:
     """The record of `token`, removed atomically (GETDEL) so that it works once; None if unknown or expired."""
     if not token or len(token) > 256:
         return None
-    raw = redis_client().getdel(token_key(token_hash(token)))
+    raw = redis_client().getdel(token_key(hash_token(token)))
     return json.loads(raw) if raw else None

@@ -78,12 +78,12 @@ def session_check(headers: Any, ticket: dict[str, Any]) -> str | None:
     from django.db import connections
     from django.http.cookie import parse_cookie
 
-    from .services import token_hash
+    from apps.accounts.models import hash_token
 
     session_key = parse_cookie(headers.get("Cookie", "")).get(settings.SESSION_COOKIE_NAME)
     if not session_key:
         return "no session cookie"
-    if ticket.get("session_key_hash") and token_hash(session_key) != ticket["session_key_hash"]:
+    if ticket.get("session_key_hash") and hash_token(session_key) != ticket["session_key_hash"]:
         return "the session is not the one the token was issued to"
     try:
         store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)

@@ -120,7 +120,7 @@ def mark_gone(model: type[models.Model], host, uuid: str) -> models.Model | None
     return result.gone[0] if result.gone else None
 
 
-def _record_feed(host, kind: str, result: SyncResult) -> list[InventoryChange]:
+def _record_feed(host, kind: str, result: SyncResult) -> None:
     entries = [
         InventoryChange(
             team_id=host.team_id,
@@ -167,7 +167,7 @@ def _record_feed(host, kind: str, result: SyncResult) -> list[InventoryChange]:
                 detail=f"{len(entries)} {kind} changes",
             )
         ]
-    return InventoryChange.objects.bulk_create(entries)
+    InventoryChange.objects.bulk_create(entries)
 
 
 def _publish(host, kind: str, result: SyncResult) -> None:

@@ -12,7 +12,7 @@ from apps.core.permissions import teams_for
 from apps.core.validators import validate_object_name
 
 from . import services
-from .models import Host
+from .models import CREDENTIAL_FIELDS, Host, credentials_from
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -72,33 +72,15 @@ class HostSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         merged = {
-            f: attrs.get(f, getattr(self.instance, f, "") if self.instance else "")
-            for f in (
-                "uri",
-                "ssh_private_key",
-                "ssh_known_hosts",
-                "tls_ca_cert",
-                "tls_client_cert",
-                "tls_client_key",
-            )
+            field: attrs.get(field, getattr(self.instance, field, "") if self.instance else "")
+            for field in ("uri", *CREDENTIAL_FIELDS)
         }
-        scheme = merged["uri"].split(":", 1)[0]
-        if "ssh" in scheme and not (merged["ssh_private_key"] and merged["ssh_known_hosts"]):
-            raise serializers.ValidationError(
-                {
-                    "ssh_known_hosts": "An SSH URI needs ssh_private_key and ssh_known_hosts (the host key is verified)."
-                }
-            )
+        problems = services.missing_ssh_material(merged["uri"], merged)
+        if problems:
+            raise serializers.ValidationError(problems)
         if attrs.pop("test_connection", True):
-            creds = virt.Credentials(
-                ssh_private_key=merged["ssh_private_key"] or None,
-                known_hosts=merged["ssh_known_hosts"] or None,
-                tls_ca_cert=merged["tls_ca_cert"] or None,
-                tls_client_cert=merged["tls_client_cert"] or None,
-                tls_client_key=merged["tls_client_key"] or None,
-            )
             try:
-                services.test_connection(merged["uri"], creds)
+                services.test_connection(merged["uri"], credentials_from(merged))
             except virt.VirtError as exc:
                 raise serializers.ValidationError({"uri": f"Connection test failed: {exc.message}"}) from exc
         return attrs

@@ -10,9 +10,7 @@ from apps.core.choices import Action
 from apps.core.permissions import teams_for
 from apps.core.validators import validate_object_name
 
-from .models import Host
-
-SECRET_FIELDS = ("ssh_private_key", "tls_client_key")
+from .models import SECRET_FIELDS, Host, credentials_from
 
 
 class HostForm(forms.ModelForm):
@@ -80,23 +78,13 @@ class HostForm(forms.ModelForm):
                 data[name] = getattr(Host.objects.get(pk=self.instance.pk), name)
         uri = data.get("uri")
         if uri and self.is_valid_so_far():
-            if "+ssh" in uri.split(":", 1)[0] or "+libssh" in uri.split(":", 1)[0]:
-                if not data.get("ssh_private_key"):
-                    self.add_error("ssh_private_key", "An SSH private key is needed for an SSH URI.")
-                if not data.get("ssh_known_hosts"):
-                    self.add_error("ssh_known_hosts", "The host's public key is needed to verify it.")
-            if data.get("test_connection") and self.is_valid_so_far():
-                creds = virt.Credentials(
-                    ssh_private_key=data.get("ssh_private_key") or None,
-                    known_hosts=data.get("ssh_known_hosts") or None,
-                    tls_ca_cert=data.get("tls_ca_cert") or None,
-                    tls_client_cert=data.get("tls_client_cert") or None,
-                    tls_client_key=data.get("tls_client_key") or None,
-                )
-                from .services import test_connection
+            from .services import missing_ssh_material, test_connection
 
+            for field, message in missing_ssh_material(uri, data).items():
+                self.add_error(field, message)
+            if data.get("test_connection") and self.is_valid_so_far():
                 try:
-                    self.host_info = test_connection(uri, creds)
+                    self.host_info = test_connection(uri, credentials_from(data))
                 except virt.VirtError as exc:
                     self.add_error("uri", f"Connection test failed: {exc.message}")
         return data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -10,6 +12,22 @@ from apps.core.fields import EncryptedTextField
 from apps.virt import Credentials
 
 from .choices import HostState
+
+# Host fields that carry connection credentials, and the Credentials attribute each one fills.
+CREDENTIAL_FIELDS = {
+    "ssh_private_key": "ssh_private_key",
+    "ssh_known_hosts": "known_hosts",
+    "tls_ca_cert": "tls_ca_cert",
+    "tls_client_cert": "tls_client_cert",
+    "tls_client_key": "tls_client_key",
+}
+# The ones stored encrypted, write-only in forms and the API.
+SECRET_FIELDS = ("ssh_private_key", "tls_client_key")
+
+
+def credentials_from(values: Mapping[str, str | None]) -> Credentials:
+    """Credentials from host field values (a form's or serializer's data, or a Host's attributes)."""
+    return Credentials(**{attr: values.get(field) or None for field, attr in CREDENTIAL_FIELDS.items()})
 
 
 class Host(models.Model):
@@ -53,13 +71,7 @@ class Host(models.Model):
 
     def credentials(self) -> Credentials:
         """The secrets libvirt needs to connect, decrypted for this moment only."""
-        return Credentials(
-            ssh_private_key=self.ssh_private_key or None,
-            known_hosts=self.ssh_known_hosts or None,
-            tls_ca_cert=self.tls_ca_cert or None,
-            tls_client_cert=self.tls_client_cert or None,
-            tls_client_key=self.tls_client_key or None,
-        )
+        return credentials_from({name: getattr(self, name) for name in CREDENTIAL_FIELDS})
 
     def live_payload(self) -> dict:
         """What a browser shows of a host, sent with every change."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,7 +22,7 @@ from apps.storage.services import pool_fields
 from apps.vms.services import domain_fields
 
 from .choices import HostState
-from .models import Host
+from .models import SECRET_FIELDS, Host
 
 
 def connection_for(host: Host):
@@ -36,6 +37,23 @@ def test_connection(uri: str, credentials: virt.Credentials | None = None) -> vi
         return virt.get_host_info(conn)
     finally:
         virt.close_connection(conn)
+
+
+SSH_TRANSPORTS = ("ssh", "libssh", "libssh2")
+
+
+def missing_ssh_material(uri: str, values: Mapping[str, str | None]) -> dict[str, str]:
+    """For an SSH URI: the credential fields that are empty, with what to do (the host key is always
+    verified, so its known_hosts line is required with the key)."""
+    transport = uri.split(":", 1)[0].partition("+")[2]
+    if transport not in SSH_TRANSPORTS:
+        return {}
+    problems = {}
+    if not values.get("ssh_private_key"):
+        problems["ssh_private_key"] = "An SSH private key is needed for an SSH URI."
+    if not values.get("ssh_known_hosts"):
+        problems["ssh_known_hosts"] = "The host's public key is needed to verify it."
+    return problems
 
 
 def set_state(host: Host, state: str, reason: str = "") -> None:
@@ -71,14 +89,13 @@ def update_host(user, host: Host, changed: list[str], *, request=None) -> Host:
     """Save a changed host; a new URI or new credentials drop the old connection."""
     with transaction.atomic():
         host.save()
-        secret = {"ssh_private_key", "tls_client_key"}
         record(
             user,
             "host.update",
             host,
             request=request,
             params={"changed": sorted(changed), **({"uri": host.uri} if "uri" in changed else {})},
-            message="secrets changed" if secret & set(changed) else "",
+            message="secrets changed" if set(SECRET_FIELDS) & set(changed) else "",
         )
         publish_object(host, "host.updated")
     virt.pool.invalidate(str(host.pk))

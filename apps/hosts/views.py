@@ -86,8 +86,6 @@ class HostFormView(LoginRequiredMixin, View):
         form = HostForm(request.POST, instance=host, user=request.user)
         if not form.is_valid():
             return render(request, "hosts/form.html", {"form": form, "host": host}, status=400)
-        for name in ("ssh_private_key", "tls_client_key"):
-            setattr(form.instance, name, form.cleaned_data[name])
         if pk is None:
             fields = {name: form.cleaned_data[name] for name in form.Meta.fields}
             host = services.create_host(request.user, request=request, **fields)

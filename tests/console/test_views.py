@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.urls import reverse
 
+from apps.accounts.models import hash_token
 from apps.console import services
 from apps.core.live import redis_client
 from tests.console.test_services import make_vm
@@ -32,7 +33,7 @@ def test_ticket_gives_a_websockify_url_bound_to_the_session(client_for, owner, v
     token = parse_qs(url.query)["token"][0]
     ticket = services.take_ticket(token)
     session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
-    assert ticket["session_key_hash"] == services.token_hash(session_key)
+    assert ticket["session_key_hash"] == hash_token(session_key)
     assert ticket["target_port"] == 5905
 
 
@@ -41,12 +42,12 @@ def test_ticket_url_from_settings_and_https(client_for, owner, vm, fake_port, se
     response = client_for(owner).post(reverse("console:ticket", args=[vm.pk]))
     url = response.json()["url"]
     assert url.startswith("wss://console.example.com/vnc/websockify?token=")
-    redis_client().delete(services.token_key(services.token_hash(parse_qs(urlsplit(url).query)["token"][0])))
+    redis_client().delete(services.token_key(hash_token(parse_qs(urlsplit(url).query)["token"][0])))
     settings.VIREO_CONSOLE_URL = ""
     response = client_for(owner).post(reverse("console:ticket", args=[vm.pk]), secure=True)
     url = response.json()["url"]
     assert url.startswith("wss://testserver:6080/websockify?token=")
-    redis_client().delete(services.token_key(services.token_hash(parse_qs(urlsplit(url).query)["token"][0])))
+    redis_client().delete(services.token_key(hash_token(parse_qs(urlsplit(url).query)["token"][0])))
 
 
 def test_ticket_refusals_are_json(client_for, viewer, outsider, owner, team, vm, fake_port):
