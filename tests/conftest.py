@@ -104,6 +104,20 @@ def pytest_collection_modifyitems(config, items):
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """Collect garbage while nothing else runs, before pytest writes its summary.
+
+    Objects with finalizers that log (an asyncio task whose exception nobody retrieved, say) would otherwise be
+    collected whenever a later allocation triggers the collector, possibly inside the `ast.parse` of a module
+    pytest imports for its summary; the log formats a traceback, which parses source again, and CPython 3.11
+    fails with "AST constructor recursion depth mismatch".
+    """
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture
 def hostd(settings, transactional_db):
     """A running hostd (the lease supervisor and its host watchers) in a thread of the test process."""
