@@ -19,6 +19,7 @@ from tests.fixtures.libvirt_env import SYSTEM_URI, tiny_guest_xml
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive, pytest.mark.django_db(transaction=True)]
 
+
 def redis_port() -> str:
     """The port of the Redis the tests use (REDIS_URL): the one this test restarts."""
     from urllib.parse import urlsplit
