@@ -34,3 +34,23 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
 def roles_allowed(action: str) -> list[str]:
     """The roles whose members may take `action`."""
     return [role for role, actions in ROLE_ACTIONS.items() if action in actions]
+
+
+class JobState(models.TextChoices):
+    """Where a Job is in its life: queued until a worker takes it, then running, then one of the ends."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+JOB_ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+JOB_BADGES = {
+    JobState.QUEUED: "secondary",
+    JobState.RUNNING: "primary",
+    JobState.SUCCEEDED: "success",
+    JobState.FAILED: "danger",
+    JobState.CANCELLED: "warning",
+}
