@@ -135,6 +135,8 @@ STATICFILES_DIRS = [
     ("vendor/bootstrap-icons", BASE_DIR / "node_modules/bootstrap-icons/font"),
     ("vendor/htmx", BASE_DIR / "node_modules/htmx.org/dist"),
     ("vendor/novnc", BASE_DIR / "node_modules/@novnc/novnc"),
+    ("vendor/xterm", BASE_DIR / "node_modules/@xterm/xterm"),
+    ("vendor/xterm-addon-fit", BASE_DIR / "node_modules/@xterm/addon-fit"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
