@@ -86,6 +86,7 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     cancellable = models.BooleanField(default=False)
+    task = models.CharField(max_length=255, blank=True, help_text="The registered Celery task that runs it.")
     celery_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(
         max_length=255, blank=True, help_text="The worker process running it (hostname:pid)."
