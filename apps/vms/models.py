@@ -40,6 +40,14 @@ class VirtualMachine(models.Model):
     addresses = models.JSONField(default=list, blank=True, help_text="Guest addresses known from the NICs.")
     cpu_time_ns = models.BigIntegerField(null=True, blank=True)
     tags = models.ManyToManyField("core.Tag", blank=True, related_name="vms")
+    is_template = models.BooleanField(
+        default=False, db_index=True, help_text="A template: new VMs are created as copies of it."
+    )
+    pending_changes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Changes saved for the next boot (field -> new value), shown as pending until a restart.",
+    )
     gone = models.BooleanField(default=False, db_index=True)
     gone_since = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(auto_now_add=True)
