@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.core.permissions.PermissionCacheMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -178,6 +179,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(VIREO_RECONCILE_INTERVAL),
     },
     "prune-inventory-changes": {"task": "apps.core.tasks.prune_inventory_changes", "schedule": 3600.0},
+    # Jobs whose worker died (killed, crashed, machine lost) end failed, and their leftovers are removed.
+    "fail-orphaned-jobs": {"task": "apps.core.tasks.fail_orphaned_jobs", "schedule": 60.0},
 }
 
 # The local libvirt registered as the first host by `make run`.

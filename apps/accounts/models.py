@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from apps.core.choices import Role
+from apps.core.permissions import forget_memberships
 
 
 class Team(models.Model):
@@ -38,6 +39,15 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} as {self.role}"
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        forget_memberships()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        forget_memberships()
+        return result
 
 
 def hash_token(key: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TypeVar
 
 from django.core.exceptions import PermissionDenied
@@ -11,6 +12,44 @@ from django.http import Http404
 from .choices import Action, roles_allowed
 
 M = TypeVar("M", bound=Model)
+
+# Within one web request, a user's memberships are read once (PermissionCacheMiddleware sets the dict);
+# consumers and tasks, which live longer than a request, read them every time.
+_request_memberships: ContextVar[dict | None] = ContextVar("vireo_request_memberships", default=None)
+
+
+def _memberships(user) -> list[tuple[int, str]]:
+    """The (team id, role) pairs of `user`: one small query, once per request where a request is running."""
+    cache = _request_memberships.get()
+    if cache is not None and user.pk in cache:
+        return cache[user.pk]
+    from apps.accounts.models import Membership
+
+    rows = list(Membership.objects.filter(user_id=user.pk).values_list("team_id", "role"))
+    if cache is not None:
+        cache[user.pk] = rows
+    return rows
+
+
+def forget_memberships() -> None:
+    """Drop the request's cached memberships (called when a membership changes)."""
+    cache = _request_memberships.get()
+    if cache is not None:
+        cache.clear()
+
+
+class PermissionCacheMiddleware:
+    """Reads each user's memberships at most once per request, however many lists a page restricts."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = _request_memberships.set({})
+        try:
+            return self.get_response(request)
+        finally:
+            _request_memberships.reset(token)
 
 
 def _team_lookup(model: type[Model]) -> str:
@@ -33,12 +72,9 @@ def restrict(queryset: QuerySet[M], user, action: str = Action.VIEW) -> QuerySet
         return queryset
     path = _team_lookup(queryset.model)
     team_field = "pk" if path == "" else path
-    from apps.accounts.models import Membership
-
-    # A literal list (one small query) plans better than a subquery joined into every list query.
-    teams = list(
-        Membership.objects.filter(user=user, role__in=roles_allowed(action)).values_list("team_id", flat=True)
-    )
+    # A literal list plans better than a subquery joined into every list query.
+    roles = roles_allowed(action)
+    teams = [team for team, role in _memberships(user) if role in roles]
     return queryset.filter(**{f"{team_field}__in": teams})
 
 

@@ -52,3 +52,35 @@ def test_model_without_team_path_is_refused(owner):
 
     with pytest.raises(TypeError):
         restrict(Group.objects.all(), owner)
+
+
+def test_a_request_reads_memberships_once_and_forgets_them_when_they_change(host, operator, other_team):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.accounts.models import Membership
+    from apps.core.choices import Role
+    from apps.core.permissions import PermissionCacheMiddleware
+
+    seen = {}
+
+    def view(request):
+        with CaptureQueriesContext(connection) as queries:
+            seen["before"] = list(restrict(Host.objects.all(), operator, Action.VIEW))
+            seen["operate"] = list(restrict(Host.objects.all(), operator, Action.OPERATE))
+        seen["membership_queries"] = sum("accounts_membership" in q["sql"] for q in queries.captured_queries)
+        Membership.objects.filter(user=operator).get().delete()
+        seen["after"] = list(restrict(Host.objects.all(), operator, Action.VIEW))
+        Membership.objects.create(user=operator, team=other_team, role=Role.VIEWER)
+        seen["other"] = list(restrict(Host.objects.all(), operator, Action.VIEW))
+        return "done"
+
+    assert PermissionCacheMiddleware(view)(object()) == "done"
+    assert seen["before"] == [host] and seen["operate"] == [host]
+    assert seen["membership_queries"] == 1
+    assert seen["after"] == [] and seen["other"] == []
+    # Outside a request (consumers, tasks), nothing is cached: each call reads the memberships.
+    with CaptureQueriesContext(connection) as queries:
+        restrict(Host.objects.all(), operator).count()
+        restrict(Host.objects.all(), operator).count()
+    assert sum("accounts_membership" in q["sql"] for q in queries.captured_queries) == 2
