@@ -121,7 +121,12 @@ class HostWatcher(threading.Thread):
             except virt.VirtError:
                 return
             logger.info("host %s: online, watching events", host)
+            next_interface_read = time.monotonic() + settings.VIREO_INTERFACE_POLL_SECONDS
             while not self.stopping.is_set() and not self.closed.is_set():
+                # Interfaces come and go without libvirt events where no udevd feeds its node devices.
+                if time.monotonic() >= next_interface_read:
+                    self._refresh_interfaces(host, conn)
+                    next_interface_read = time.monotonic() + settings.VIREO_INTERFACE_POLL_SECONDS
                 try:
                     first = self.events.get(timeout=1.0)
                 except queue.Empty:
@@ -152,7 +157,7 @@ class HostWatcher(threading.Thread):
     def _apply(self, host: Host, conn, events: list[virt.VirtEvent]) -> None:
         """Read the objects the events name (in bulk where libvirt can) and sync the mirror once per kind."""
         from apps.networks.models import Network
-        from apps.networks.services import network_fields
+        from apps.networks.services import network_fields, update_forward_dev_presence
         from apps.storage.models import StoragePool
         from apps.storage.services import pool_fields
         from apps.vms.models import VirtualMachine
@@ -188,6 +193,23 @@ class HostWatcher(threading.Thread):
             except Exception:
                 logger.exception("host %s: applying %d %s events failed", host, len(uuids), kind)
                 close_old_connections()
+        if any(e.kind == "interface" for e in events):
+            self._refresh_interfaces(host, conn)
+        elif any(e.kind == "network" for e in events):
+            with contextlib.suppress(Exception):
+                update_forward_dev_presence(host)
+
+    def _refresh_interfaces(self, host: Host, conn) -> None:
+        """Re-read the host's interfaces (forward devices that appeared or vanished show up live)."""
+        from apps.networks.services import refresh_interfaces
+
+        try:
+            refresh_interfaces(host, conn)
+        except virt.VirtError as exc:
+            logger.debug("host %s: reading interfaces failed: %s", host, exc.message)
+        except Exception:
+            logger.exception("host %s: mirroring interfaces failed", host)
+            close_old_connections()
 
 
 def _each(read):

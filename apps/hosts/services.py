@@ -6,6 +6,7 @@ Views, the API, tasks and hostd all call these; none of them touches libvirt dir
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping
 
@@ -144,6 +145,12 @@ def reconcile_host(host: Host, conn=None) -> dict[str, int]:
         (StoragePool, {p.uuid: pool_fields(p) for p in pools}),
     ):
         counts[model.live_kind] = sync_host_objects(model, host, rows, complete=True).count
+    from apps.networks.services import refresh_interfaces
+
+    try:  # the host's interfaces (and so the networks' forward-device presence); optional per driver
+        refresh_interfaces(host, conn)
+    except virt.VirtError as exc:
+        logging.getLogger(__name__).warning("host %s: reading interfaces failed: %s", host, exc.message)
     elapsed = time.monotonic() - started
     Host.objects.filter(pk=host.pk).update(
         info=dataclasses.asdict(info), last_reconciled=timezone.now(), reconcile_seconds=elapsed

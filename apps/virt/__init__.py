@@ -47,7 +47,33 @@ from .errors import (
 )
 from .events import VirtEvent, deregister_events, register_events
 from .hostinfo import HostInfo, get_host_info
-from .networks import NetworkInfo, get_network, list_networks
+from .hostnet import InterfaceInfo, list_host_interfaces
+from .networks import (
+    NetworkInfo,
+    add_dhcp_host,
+    add_dns_host,
+    define_network,
+    delete_dhcp_host,
+    delete_dns_host,
+    get_network,
+    list_networks,
+    set_network_autostart,
+    start_network,
+    stop_network,
+    undefine_network,
+)
+from .netxml import (
+    FORWARD_DEV_MODES,
+    MACVTAP_MODES,
+    NETWORK_MODES,
+    ROUTED_MODES,
+    DhcpHost,
+    DnsHost,
+    IpSpec,
+    NetworkSpec,
+    build_network_xml,
+    spec_from_xml,
+)
 from .states import (
     BLOCKED,
     CRASHED,
@@ -88,6 +114,27 @@ __all__ = [
     "InvalidInput",
     "InvalidState",
     "NetworkInfo",
+    "FORWARD_DEV_MODES",
+    "MACVTAP_MODES",
+    "NETWORK_MODES",
+    "ROUTED_MODES",
+    "DhcpHost",
+    "DnsHost",
+    "InterfaceInfo",
+    "IpSpec",
+    "NetworkSpec",
+    "add_dhcp_host",
+    "add_dns_host",
+    "build_network_xml",
+    "define_network",
+    "delete_dhcp_host",
+    "delete_dns_host",
+    "list_host_interfaces",
+    "set_network_autostart",
+    "spec_from_xml",
+    "start_network",
+    "stop_network",
+    "undefine_network",
     "NicInfo",
     "NotFound",
     "OperationTimeout",

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class VirtEvent:
     """Something changed on a host: `event` is a short verb ("started", "device-added"...)."""
 
-    kind: Literal["domain", "network", "pool"]
+    kind: Literal["domain", "network", "pool", "interface"]
     uuid: str
     name: str
     event: str
@@ -62,6 +62,7 @@ DOMAIN_DETAILS: dict[str, list[str]] = {
     "crashed": ["panicked", "crashloaded"],
 }
 NETWORK_EVENTS = ["defined", "undefined", "started", "stopped"]
+NODE_DEVICE_EVENTS = ["created", "deleted", "defined", "undefined"]
 POOL_EVENTS = ["defined", "undefined", "started", "stopped", "created", "deleted"]
 _METADATA_TYPES = ["description", "title", "element"]
 
@@ -116,7 +117,7 @@ def _unsupported(exc: libvirt.libvirtError) -> bool:
 
 
 def register_events(conn: libvirt.virConnect, sink: Sink) -> list[tuple[str, int]]:
-    """Subscribe `sink` to a host's VM, network and pool events; returns handles for deregister_events.
+    """Subscribe `sink` to a host's VM, network, pool and net-device events; returns deregister handles.
 
     The sink runs on libvirt's event-loop thread: it must return quickly (queue the event, don't work).
     Event kinds the driver lacks are skipped.
@@ -137,6 +138,20 @@ def register_events(conn: libvirt.virConnect, sink: Sink) -> list[tuple[str, int
     wanted.append(
         ("pool", conn.storagePoolEventRegisterAny, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE, pool)
     )
+
+    def node_device(_c: Any, dev: libvirt.virNodeDevice, event: int, _detail: int, _o: Any) -> None:
+        # Only net devices ("net_<ifname>_<mac>"); all of a burst coalesce into one interface re-read.
+        if dev.name().startswith("net_"):
+            _emit(sink, VirtEvent("interface", "", dev.name(), _word(NODE_DEVICE_EVENTS, event)))
+
+    wanted.append(
+        (
+            "interface",
+            conn.nodeDeviceEventRegisterAny,
+            libvirt.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE,
+            node_device,
+        )
+    )
     handles: list[tuple[str, int]] = []
     for kind, register, event_id, callback in wanted:
         try:
@@ -156,6 +171,7 @@ def deregister_events(conn: libvirt.virConnect, handles: list[tuple[str, int]]) 
         "domain": conn.domainEventDeregisterAny,
         "network": conn.networkEventDeregisterAny,
         "pool": conn.storagePoolEventDeregisterAny,
+        "interface": conn.nodeDeviceEventDeregisterAny,
     }
     for kind, handle in handles:
         with contextlib.suppress(libvirt.libvirtError):

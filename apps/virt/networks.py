@@ -1,26 +1,38 @@
-"""libvirt virtual networks: listing and details."""
+"""libvirt virtual networks: listing, details, define/start/stop/autostart/undefine, live updates of
+static leases and DNS entries (networkUpdate), and the current DHCP leases."""
 
 from __future__ import annotations
 
-import ipaddress
 import uuid as uuidlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import libvirt
-from lxml import etree
 
-from .errors import InvalidInput, translate, translated
-from .xmlutil import attr_of, parse_xml, to_int
+from .errors import InvalidInput, NotFound, translate, translated
+from .netxml import (
+    DhcpHost,
+    DnsHost,
+    NetworkSpec,
+    build_network_xml,
+    dhcp_host_element,
+    dns_host_element,
+    parse_ip,
+    parse_network_details,
+    to_xml,
+)
+from .xmlutil import attr_of, parse_xml
 
 
 @dataclass
 class NetworkInfo:
     """A libvirt virtual network.
 
-    `forward_mode` is libvirt's forward mode ("nat", "route", "bridge", "open"...) or "isolated" when the
-    network has no <forward>. Each entry of `ips` is {"family", "address", "prefix", "dhcp_ranges":
-    [{"start", "end"}]}.
+    `forward_mode` is Vireo's mode name (see apps.virt.netxml: "isolated", "nat", "route", "open",
+    "bridge", "macvtap-…", "hostdev"). Each entry of `ips` is {"family", "address", "prefix",
+    "dhcp_ranges": [{"start", "end"}]}. `details` holds the rest of the settings (NAT ranges, MTU, STP,
+    DNS, static leases; see netxml.parse_network_details), `leases` the current DHCP leases of an
+    active network, and `xml` the network's XML.
     """
 
     uuid: str
@@ -33,43 +45,58 @@ class NetworkInfo:
     forward_dev: str | None
     ips: list[dict[str, Any]]
     domain_name: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    leases: list[dict[str, Any]] = field(default_factory=list)
+    xml: str = ""
 
 
-def _prefix(ip: etree._Element, family: str) -> int | None:
-    prefix = to_int(ip.get("prefix"))
-    if prefix is not None:
-        return prefix
-    netmask = ip.get("netmask")
-    if netmask and family == "ipv4":
-        try:
-            return ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
-        except ValueError:
-            return None
-    return None
+_LEASE_TYPES = {0: "ipv4", 1: "ipv6"}
 
 
-def _parse_ip(ip: etree._Element) -> dict[str, Any]:
-    address = ip.get("address", "")
-    family = ip.get("family") or ("ipv6" if ":" in address else "ipv4")
-    ranges = [{"start": r.get("start", ""), "end": r.get("end", "")} for r in ip.findall("dhcp/range")]
-    return {"family": family, "address": address, "prefix": _prefix(ip, family), "dhcp_ranges": ranges}
+def _leases(net: libvirt.virNetwork) -> list[dict[str, Any]]:
+    """The network's current DHCP leases (empty when it is inactive or the driver has none)."""
+    try:
+        raw = net.DHCPLeases()
+    except libvirt.libvirtError:
+        return []
+    return [
+        {
+            "mac": (lease.get("mac") or "").lower(),
+            "ip": lease.get("ipaddr") or "",
+            "prefix": lease.get("prefix"),
+            "family": _LEASE_TYPES.get(lease.get("type"), ""),
+            "hostname": lease.get("hostname") or "",
+            "client_id": lease.get("clientid") or "",
+            "expires": lease.get("expirytime"),
+        }
+        for lease in raw or []
+    ]
 
 
 def _describe(net: libvirt.virNetwork) -> NetworkInfo:
-    root = parse_xml(net.XMLDesc(0))
+    xml = net.XMLDesc(0)
+    root = parse_xml(xml)
     forward = root.find("forward")
     persistent = bool(net.isPersistent())
+    active = bool(net.isActive())
+    details = parse_network_details(root)
+    forward_dev = None
+    if forward is not None:
+        forward_dev = forward.get("dev") or details["forward_pf"] or attr_of(forward, "interface", "dev")
     return NetworkInfo(
         uuid=net.UUIDString(),
         name=net.name(),
-        active=bool(net.isActive()),
+        active=active,
         persistent=persistent,
         autostart=bool(net.autostart()) if persistent else False,
         bridge=attr_of(root, "bridge", "name"),
-        forward_mode="isolated" if forward is None else forward.get("mode", "nat"),
-        forward_dev=None if forward is None else (forward.get("dev") or attr_of(forward, "interface", "dev")),
+        forward_mode=details["mode"],
+        forward_dev=forward_dev,
         domain_name=attr_of(root, "domain", "name"),
-        ips=[_parse_ip(ip) for ip in root.findall("ip")],
+        ips=[parse_ip(ip) for ip in root.findall("ip")],
+        details=details,
+        leases=_leases(net) if active and details["mode"] in ("isolated", "nat", "route", "open") else [],
+        xml=xml,
     )
 
 
@@ -88,11 +115,118 @@ def list_networks(conn: libvirt.virConnect) -> list[NetworkInfo]:
     return result
 
 
-def get_network(conn: libvirt.virConnect, uuid: str) -> NetworkInfo:
-    """One virtual network by UUID (NotFound if absent)."""
+def _lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virNetwork:
     try:
         canonical = str(uuidlib.UUID(str(uuid)))
     except ValueError as exc:
         raise InvalidInput(f"{uuid!r} is not a valid network UUID.") from exc
     with translated(f"network {canonical}"):
-        return _describe(conn.networkLookupByUUIDString(canonical))
+        return conn.networkLookupByUUIDString(canonical)
+
+
+def get_network(conn: libvirt.virConnect, uuid: str) -> NetworkInfo:
+    """One virtual network by UUID (NotFound if absent)."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        return _describe(net)
+
+
+def define_network(conn: libvirt.virConnect, spec: NetworkSpec) -> str:
+    """Define (or, with spec.uuid, redefine) a persistent network from a validated spec; its UUID."""
+    xml = build_network_xml(spec)
+    with translated(f"network {spec.name}"):
+        return conn.networkDefineXML(xml).UUIDString()
+
+
+def start_network(conn: libvirt.virConnect, uuid: str) -> None:
+    """Start an inactive network."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        net.create()
+
+
+def stop_network(conn: libvirt.virConnect, uuid: str) -> None:
+    """Stop an active network (VMs on it lose their link)."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        net.destroy()
+
+
+def set_network_autostart(conn: libvirt.virConnect, uuid: str, autostart: bool) -> None:
+    """Whether the network starts with libvirtd."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        net.setAutostart(1 if autostart else 0)
+
+
+def undefine_network(conn: libvirt.virConnect, uuid: str) -> None:
+    """Stop (if active) and remove a network; a network already gone is fine."""
+    try:
+        net = _lookup(conn, uuid)
+    except NotFound:
+        return
+    with translated(f"network {net.name()}"):
+        if net.isActive():
+            net.destroy()
+        if net.isPersistent():
+            net.undefine()
+
+
+def _update(net: libvirt.virNetwork, command: int, section: int, parent_index: int, xml: str) -> None:
+    """networkUpdate on the persistent config, and on the running network too when it is active."""
+    flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    if net.isActive():
+        flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+    net.update(command, section, parent_index, xml, flags)
+
+
+def add_dhcp_host(conn: libvirt.virConnect, uuid: str, ip_index: int, host: DhcpHost) -> None:
+    """Add a static lease to the DHCP of the network's `ip_index`-th address, live (no restart)."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        _update(
+            net,
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            ip_index,
+            to_xml(dhcp_host_element(host)),
+        )
+
+
+def delete_dhcp_host(conn: libvirt.virConnect, uuid: str, ip_index: int, host: DhcpHost) -> None:
+    """Remove a static lease (matched by MAC or name), live."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        _update(
+            net,
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            ip_index,
+            to_xml(dhcp_host_element(host)),
+        )
+
+
+def add_dns_host(conn: libvirt.virConnect, uuid: str, host: DnsHost) -> None:
+    """Add a DNS host entry, live."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        _update(
+            net,
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            libvirt.VIR_NETWORK_SECTION_DNS_HOST,
+            -1,
+            to_xml(dns_host_element(host)),
+        )
+
+
+def delete_dns_host(conn: libvirt.virConnect, uuid: str, host: DnsHost) -> None:
+    """Remove a DNS host entry (matched by its address), live."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        _update(
+            net,
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            libvirt.VIR_NETWORK_SECTION_DNS_HOST,
+            -1,
+            to_xml(dns_host_element(host)),
+        )

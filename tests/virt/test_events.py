@@ -29,7 +29,7 @@ def _collect(events: queue.Queue[VirtEvent], wanted: int, timeout: float = 5.0) 
 def test_domain_lifecycle_events(default_conn: libvirt.virConnect) -> None:
     events: queue.Queue[VirtEvent] = queue.Queue()
     handles = register_events(default_conn, events.put)
-    assert {kind for kind, _ in handles} == {"domain", "network", "pool"}
+    assert {kind for kind, _ in handles} == {"domain", "network", "pool", "interface"}
     dom = default_conn.defineXML(EVENT_VM)
     try:
         dom.create()
