@@ -12,13 +12,21 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from apps.console.consumers import SerialConsumer  # noqa: E402
 from apps.core.consumers import LiveConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([path("ws/live/", LiveConsumer.as_asgi())]))
+            AuthMiddlewareStack(
+                URLRouter(
+                    [
+                        path("ws/live/", LiveConsumer.as_asgi()),
+                        path("ws/serial/<int:pk>/", SerialConsumer.as_asgi()),
+                    ]
+                )
+            )
         ),
     }
 )

@@ -92,6 +92,18 @@ def mirror_refusal(vm: VirtualMachine) -> str | None:
     return None
 
 
+def serial_refusal(vm: VirtualMachine) -> str | None:
+    """Why the serial console cannot open, judged from the mirror alone (no libvirt call); None if it may.
+
+    The serial line travels inside the libvirt connection itself, so it works for remote hosts too.
+    """
+    if vm.gone:
+        return f"{vm.name} no longer exists on {vm.host.name}."
+    if vm.state not in (VmState.RUNNING, VmState.PAUSED, VmState.BLOCKED):
+        return f"{vm.name} is {vm.state_label.lower()}: start it to open its serial console."
+    return None
+
+
 def live_vnc_port(vm: VirtualMachine) -> int:
     """The VNC port of a running local VM, read from libvirt now; ConsoleRefused with the reason if none."""
     from apps.hosts.services import connection_for

@@ -9,4 +9,5 @@ app_name = "console"
 urlpatterns = [
     path("<int:pk>/console/", views.console_page, name="page"),
     path("<int:pk>/console/ticket/", views.console_ticket, name="ticket"),
+    path("<int:pk>/console/serial/", views.serial_page, name="serial"),
 ]

@@ -15,7 +15,7 @@ from apps.core.choices import Action
 from apps.core.permissions import get_restricted
 from apps.vms.models import VirtualMachine
 
-from .services import ConsoleRefused, issue_console_token, mirror_refusal
+from .services import ConsoleRefused, issue_console_token, mirror_refusal, serial_refusal
 
 
 def websockify_url(request: HttpRequest) -> str:
@@ -37,6 +37,14 @@ def console_page(request: HttpRequest, pk: int) -> HttpResponse:
     """The VM's graphical console in its own page (noVNC), or why it cannot open now."""
     vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, Action.CONSOLE, pk=pk)
     return render(request, "console/console.html", {"vm": vm, "refusal": mirror_refusal(vm)})
+
+
+@login_required
+@require_GET
+def serial_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """The VM's serial console in its own page (xterm.js over /ws/serial/<pk>/), or why it cannot open."""
+    vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, Action.CONSOLE, pk=pk)
+    return render(request, "console/serial.html", {"vm": vm, "refusal": serial_refusal(vm)})
 
 
 @login_required

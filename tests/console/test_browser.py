@@ -128,3 +128,47 @@ def test_console_page_shows_and_types_into_the_guest(
             assert page.locator("#console-scale").get_attribute("aria-pressed") == "false"
         finally:
             browser.close()
+
+
+# The text of the xterm.js screen (its buffer), read in the page.
+TERMINAL_TEXT_JS = """() => {
+  const buffer = window.vireoSerial.term.buffer.active;
+  const lines = [];
+  for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+  return lines.join('\\n');
+}"""
+
+
+def test_serial_console_page_types_into_the_guest_shell(local_vm, operator, console_site, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    client = Client()
+    client.force_login(operator)
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            context.add_cookies(
+                [{"name": django_settings.SESSION_COOKIE_NAME, "value": session_key, "url": console_site}]
+            )
+            page = context.new_page()
+            page.goto(f"{console_site}/vms/{local_vm.pk}/console/serial/")
+            try:
+                page.wait_for_selector("#serial-terminal[data-state=connected]", timeout=20_000)
+                page.click("#serial-terminal")
+                page.keyboard.type("echo vireo-$((6*7))")
+                page.keyboard.press("Enter")
+                page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('vireo-42')", timeout=20_000)
+            finally:
+                page.screenshot(path=str(tmp_path / "serial.png"))
+            # The terminal fits the window and says its size; the guest can be told it.
+            cols, rows = page.evaluate("[window.vireoSerial.term.cols, window.vireoSerial.term.rows]")
+            assert cols > 80 and rows > 20
+            assert page.inner_text("#serial-size") == f"{cols}×{rows}"
+            page.click("#serial-stty")
+            page.keyboard.type("stty size")
+            page.keyboard.press("Enter")
+            page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('{rows} {cols}')", timeout=20_000)
+        finally:
+            browser.close()

@@ -88,3 +88,29 @@ def test_page_says_why_not(client_for, owner, team, kwargs, words):
 def test_page_needs_login(client, vm):
     response = client.get(reverse("console:page", args=[vm.pk]))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_serial_page_for_owner_operator_viewer_outsider(client_for, owner, operator, viewer, outsider, vm):
+    for user in (owner, operator):
+        response = client_for(user).get(reverse("console:serial", args=[vm.pk]))
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert "vendor/xterm/lib/xterm.mjs" in body and f"/ws/serial/{vm.pk}/" in body
+        assert 'data-refused=""' in body
+    assert client_for(viewer).get(reverse("console:serial", args=[vm.pk])).status_code == 403
+    assert client_for(outsider).get(reverse("console:serial", args=[vm.pk])).status_code == 404
+
+
+def test_serial_page_says_why_not_and_works_for_remote_hosts(client_for, owner, team):
+    off = make_vm(team, state="shutoff")
+    body = client_for(owner).get(reverse("console:serial", args=[off.pk])).content.decode()
+    assert "start it to open its serial console" in body and 'data-refused="true"' in body
+    remote = make_vm(team, uri="qemu+ssh://root@far/system", graphics=[])
+    body = client_for(owner).get(reverse("console:serial", args=[remote.pk])).content.decode()
+    assert 'data-refused=""' in body
+
+
+def test_serial_page_needs_login_and_get(client, client_for, owner, vm):
+    response = client.get(reverse("console:serial", args=[vm.pk]))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert client_for(owner).post(reverse("console:serial", args=[vm.pk])).status_code == 405

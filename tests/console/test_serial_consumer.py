@@ -1,0 +1,130 @@
+"""The serial console consumer (/ws/serial/<pk>/): who may open it, and the tiny guest's shell through it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from apps.vms.models import VirtualMachine
+from project.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HEADERS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+
+
+@sync_to_async
+def session_cookie(user) -> bytes:
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.save()
+    return f"sessionid={session.session_key}".encode()
+
+
+async def open_serial(user, vm_pk: int, headers=HEADERS) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, f"/ws/serial/{vm_pk}/", headers=list(headers))
+    if user is not None:
+        communicator.scope["headers"].append((b"cookie", await session_cookie(user)))
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    return communicator
+
+
+async def next_status(communicator: WebsocketCommunicator, timeout: float = 20) -> dict:
+    """The next JSON status message, skipping terminal output."""
+    while True:
+        message = await communicator.receive_output(timeout=timeout)
+        if message["type"] == "websocket.close":
+            raise AssertionError(f"closed ({message.get('code')}) before a status")
+        if message.get("text") is not None:
+            return json.loads(message["text"])
+
+
+async def read_until(communicator: WebsocketCommunicator, needle: bytes, timeout: float = 20) -> bytes:
+    """Terminal output until `needle` appears."""
+    seen = b""
+    while needle not in seen:
+        message = await communicator.receive_output(timeout=timeout)
+        if message.get("bytes") is not None:
+            seen += message["bytes"]
+    return seen
+
+
+async def refused_with(communicator: WebsocketCommunicator) -> tuple[dict, int]:
+    status = await next_status(communicator, timeout=10)
+    closing = await communicator.receive_output(timeout=10)
+    assert closing["type"] == "websocket.close"
+    return status, closing["code"]
+
+
+@pytest.fixture
+def memory_layer(settings):
+    """An in-process channel layer for refusals (they never reach the group)."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+async def test_anonymous_outsider_and_viewer_are_refused(test_host, viewer, outsider, memory_layer):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    status, code = await refused_with(await open_serial(None, vm.pk))
+    assert (status["state"], code) == ("error", 4401)
+    status, code = await refused_with(await open_serial(outsider, vm.pk))
+    assert (status["state"], code, status["message"]) == ("error", 4404, "No such virtual machine.")
+    status, code = await refused_with(await open_serial(viewer, 999_999))
+    assert code == 4404
+
+
+async def test_a_stopped_vm_is_refused_with_the_reason(test_host, operator, memory_layer):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    vm.state = "shutoff"
+    await vm.asave()
+    status, code = await refused_with(await open_serial(operator, vm.pk))
+    assert code == 4409 and "start it to open its serial console" in status["message"]
+
+
+async def test_a_foreign_origin_is_refused(test_host, operator, memory_layer):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator = WebsocketCommunicator(
+        application, f"/ws/serial/{vm.pk}/", headers=[(b"origin", b"http://evil.example")]
+    )
+    communicator.scope["headers"].append((b"cookie", await session_cookie(operator)))
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+@pytest.mark.integration
+async def test_types_into_the_guest_and_takes_over(local_vm, operator, owner):
+    first = await open_serial(operator, local_vm.pk)
+    try:
+        status = await next_status(first)
+        assert status["state"] == "connected", status
+        await first.send_to(bytes_data=b"echo vireo-$((6*7))\r")
+        await read_until(first, b"vireo-42")
+        # Another session finds the line busy, takes it over; the first page is told and is read-only.
+        second = await open_serial(owner, local_vm.pk)
+        try:
+            status = await next_status(second)
+            assert status["state"] == "busy" and status["can_take_over"], status
+            await second.send_to(text_data=json.dumps({"type": "takeover"}))
+            assert (await next_status(second))["state"] == "connected"
+            assert (await next_status(first))["state"] == "closed"
+            await second.send_to(bytes_data=b"echo taken-$((40+2))\r")
+            # Both pages see the output of the line (the group).
+            await read_until(second, b"taken-42")
+            await read_until(first, b"taken-42")
+        finally:
+            await second.disconnect()
+    finally:
+        await first.disconnect()
