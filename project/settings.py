@@ -196,6 +196,13 @@ VIREO_INTERFACE_POLL_SECONDS = env.float("VIREO_INTERFACE_POLL_SECONDS", default
 VIREO_CONSOLE_URL = env.str("VIREO_CONSOLE_URL", default="")
 VIREO_CONSOLE_PORT = env.int("VIREO_CONSOLE_PORT", default=6080)
 VIREO_CONSOLE_TOKEN_TTL = env.int("VIREO_CONSOLE_TOKEN_TTL", default=30)
+# Open consoles: the most one user may have open at once (0: no cap), how often the process holding a
+# console checks that its user still may (seconds; a logout or a lost permission closes it within that),
+# how often it checks the database anyway, and how long a crashed holder's console still counts.
+VIREO_CONSOLE_MAX_PER_USER = env.int("VIREO_CONSOLE_MAX_PER_USER", default=10)
+VIREO_CONSOLE_CHECK_SECONDS = env.float("VIREO_CONSOLE_CHECK_SECONDS", default=2.0)
+VIREO_CONSOLE_RECHECK_SECONDS = env.float("VIREO_CONSOLE_RECHECK_SECONDS", default=30.0)
+VIREO_CONSOLE_SESSION_TTL = env.int("VIREO_CONSOLE_SESSION_TTL", default=15)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
