@@ -31,6 +31,7 @@ SSH_KEY_RE = re.compile(
     r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
     r" [A-Za-z0-9+/]+={0,3}( [^\r\n]{0,200})?"
 )
+PASSWORD_HASH_RE = re.compile(r"\$6\$(rounds=\d{4,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}")
 RESERVED_USERS = {"root", "daemon", "bin", "sys", "nobody"}
 USER_DATA_MAX = 64 * 1024
 
@@ -43,6 +44,7 @@ class CloudInitSpec:
     hostname: str = ""
     user: str = ""
     password: str = ""
+    password_hash: str = ""
     ssh_keys: list[str] = field(default_factory=list)
     user_data: str = ""
     instance_id: str = ""
@@ -50,7 +52,14 @@ class CloudInitSpec:
     @property
     def empty(self) -> bool:
         """Whether nothing at all was asked for."""
-        return not (self.hostname or self.user or self.password or self.ssh_keys or self.user_data)
+        return not (
+            self.hostname
+            or self.user
+            or self.password
+            or self.password_hash
+            or self.ssh_keys
+            or self.user_data
+        )
 
 
 def validate_cloud_init(spec: CloudInitSpec) -> CloudInitSpec:
@@ -65,7 +74,9 @@ def validate_cloud_init(spec: CloudInitSpec) -> CloudInitSpec:
             errors["cloud_init.user"] = "Use a Linux user name: lower-case letters, digits, '_' and '-'."
         elif spec.user in RESERVED_USERS:
             errors["cloud_init.user"] = f"{spec.user!r} is a system account; choose another name."
-    if (spec.password or spec.ssh_keys) and not spec.user:
+    if spec.password_hash and not PASSWORD_HASH_RE.fullmatch(spec.password_hash):
+        errors["cloud_init.password"] = "The stored password hash is not a SHA-512 crypt hash."
+    if (spec.password or spec.password_hash or spec.ssh_keys) and not spec.user:
         errors["cloud_init.user"] = "A password or SSH keys need a user name."
     if spec.password:
         if len(spec.password) < 8 or len(spec.password) > 256:
@@ -138,14 +149,14 @@ def vireo_cloud_config(spec: CloudInitSpec, default_hostname: str) -> dict:
             "groups": ["sudo"],
             "shell": "/bin/bash",
             "sudo": ["ALL=(ALL) NOPASSWD:ALL"],
-            "lock_passwd": not spec.password,
+            "lock_passwd": not (spec.password or spec.password_hash),
         }
-        if spec.password:
-            user["passwd"] = hash_password(spec.password)
+        if spec.password_hash or spec.password:
+            user["passwd"] = spec.password_hash or hash_password(spec.password)
         if spec.ssh_keys:
             user["ssh_authorized_keys"] = list(spec.ssh_keys)
         config["users"] = ["default", user]
-        config["ssh_pwauth"] = bool(spec.password)
+        config["ssh_pwauth"] = bool(spec.password or spec.password_hash)
     return config
 
 

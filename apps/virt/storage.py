@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import libvirt
 
 from .errors import InvalidInput, translate, translated
-from .xmlutil import parse_xml, text_of
+from .xmlutil import attr_of, parse_xml, text_of
 
 
 @dataclass
@@ -68,3 +68,59 @@ def get_pool(conn: libvirt.virConnect, uuid: str) -> PoolInfo:
         raise InvalidInput(f"{uuid!r} is not a valid storage pool UUID.") from exc
     with translated(f"storage pool {canonical}"):
         return _describe(conn.storagePoolLookupByUUIDString(canonical))
+
+
+@dataclass
+class VolumeEntry:
+    """A storage volume as listed for the mirror; sizes in bytes. `uuid` is derived from its key."""
+
+    key: str
+    name: str
+    path: str
+    pool_uuid: str
+    pool_name: str
+    format: str
+    capacity: int
+    allocation: int
+
+    @property
+    def uuid(self) -> str:
+        """A stable UUID for the volume (libvirt gives volumes a key, not a UUID)."""
+        return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"libvirt-volume:{self.key}"))
+
+
+def list_volumes(conn: libvirt.virConnect) -> list[VolumeEntry]:
+    """Every volume of every active pool of a host (each pool refreshed first); vanished ones skipped."""
+    with translated("the host"):
+        pools = conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+    found: list[VolumeEntry] = []
+    for pool in pools:
+        try:
+            pool.refresh(0)
+            pool_uuid, pool_name = pool.UUIDString(), pool.name()
+            volumes = pool.listAllVolumes(0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_OPERATION_INVALID):
+                continue
+            raise translate(exc, f"storage pool {pool.name()}") from exc
+        for vol in volumes:
+            try:
+                root = parse_xml(vol.XMLDesc(0))
+                _type, capacity, allocation = vol.info()
+                found.append(
+                    VolumeEntry(
+                        key=vol.key(),
+                        name=vol.name(),
+                        path=vol.path(),
+                        pool_uuid=pool_uuid,
+                        pool_name=pool_name,
+                        format=attr_of(root, "target/format", "type") or "",
+                        capacity=int(capacity),
+                        allocation=int(allocation),
+                    )
+                )
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    continue
+                raise translate(exc, f"volume {vol.name()}") from exc
+    return found
