@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from apps.core.job_api import JobViewSet
 from apps.core.views import DashboardView
 from apps.hosts.api import HostViewSet
 from apps.vms.api import VirtualMachineViewSet
@@ -13,6 +14,7 @@ from apps.vms.api import VirtualMachineViewSet
 router = DefaultRouter()
 router.register("hosts", HostViewSet)
 router.register("vms", VirtualMachineViewSet)
+router.register("jobs", JobViewSet)
 
 urlpatterns = [
     path("", DashboardView.as_view(), name="dashboard"),
@@ -23,6 +25,7 @@ urlpatterns = [
     path("vms/", include("apps.console.urls")),
     path("vms/", include("apps.vms.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("jobs/", include("apps.core.job_urls")),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

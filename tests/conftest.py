@@ -10,7 +10,7 @@ from apps import virt
 from apps.accounts.models import Membership, Team
 from apps.core.choices import Role
 
-pytest_plugins = ["tests.fixtures.guest"]
+pytest_plugins = ["tests.fixtures.guest", "tests.fixtures.storage", "tests.fixtures.worker"]
 
 PASSWORD = "correct-horse-battery-staple-42"
 

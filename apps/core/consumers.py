@@ -22,7 +22,7 @@ from .live import current_sequences
 from .permissions import restrict
 
 logger = logging.getLogger(__name__)
-OBJECT_GROUP_RE = re.compile(r"^(vm|host|network|pool)-(\d+)$")
+OBJECT_GROUP_RE = re.compile(r"^(vm|host|network|pool|job)-(\d+)$")
 
 
 def _model_for(kind: str):
@@ -31,7 +31,9 @@ def _model_for(kind: str):
     from apps.storage.models import StoragePool
     from apps.vms.models import VirtualMachine
 
-    return {"vm": VirtualMachine, "host": Host, "network": Network, "pool": StoragePool}[kind]
+    from .models import Job
+
+    return {"vm": VirtualMachine, "host": Host, "network": Network, "pool": StoragePool, "job": Job}[kind]
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

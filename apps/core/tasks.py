@@ -1,8 +1,9 @@
-"""Housekeeping tasks run by beat."""
+"""Housekeeping tasks run by beat, and the sweep of jobs whose worker died."""
 
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
@@ -15,3 +16,17 @@ def prune_inventory_changes() -> int:
     cutoff = timezone.now() - timedelta(days=settings.VIREO_CHANGE_RETENTION_DAYS)
     deleted, _ = InventoryChange.objects.filter(time__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(ignore_result=True)
+def fail_orphaned_jobs() -> list[int]:
+    """Fail (after cleaning up) running jobs whose worker process is gone; run by beat and on worker start."""
+    from .jobs import fail_orphaned_jobs as sweep
+
+    return sweep()
+
+
+@worker_ready.connect
+def _sweep_when_a_worker_starts(sender=None, **kwargs) -> None:
+    """A worker (re)starting may follow a crash: sweep from a pool process (never the forking parent)."""
+    fail_orphaned_jobs.apply_async(countdown=1)
