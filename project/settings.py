@@ -228,6 +228,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `state`: each choice set gets its own schema name.
+    "ENUM_NAME_OVERRIDES": {
+        "HostStateEnum": "apps.hosts.choices.HostState",
+        "VmStateEnum": "apps.vms.choices.VmState",
+        "JobStateEnum": "apps.core.choices.JobState",
+    },
 }
 
 SESSION_COOKIE_HTTPONLY = True

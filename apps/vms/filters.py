@@ -4,6 +4,8 @@ import uuid
 
 import django_filters
 from django.db.models import Q
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from apps.core.models import Tag
 from apps.hosts.models import Host
@@ -12,15 +14,18 @@ from .choices import VmState
 from .models import VirtualMachine
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class TagNameFilter(django_filters.ModelMultipleChoiceFilter):
+    """Tags by name (?tag=web&tag=db): VMs with any of them."""
+
+
 class VirtualMachineFilterSet(django_filters.FilterSet):
     """Search, host, state, tag and gone filters, plus ordering."""
 
     q = django_filters.CharFilter(method="search", label="Search")
     host = django_filters.ModelChoiceFilter(queryset=Host.objects.all())
     state = django_filters.MultipleChoiceFilter(choices=VmState.choices)
-    tag = django_filters.ModelMultipleChoiceFilter(
-        field_name="tags__name", to_field_name="name", queryset=Tag.objects.all()
-    )
+    tag = TagNameFilter(field_name="tags__name", to_field_name="name", queryset=Tag.objects.all())
     gone = django_filters.BooleanFilter()
     ordering = django_filters.OrderingFilter(
         fields=(
