@@ -9,3 +9,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 app = Celery("vireo")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Job tasks that grew into their own module per app (apps/<app>/job_tasks.py).
+app.autodiscover_tasks(related_name="job_tasks")

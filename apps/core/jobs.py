@@ -130,6 +130,9 @@ def _resolve_task(name: str):
     """The registered Celery task `name`, importing its module ("apps.vms.tasks") if needed."""
     tasks = current_app.tasks
     if name not in tasks:
+        # Outside a worker the apps' task modules are imported on first need (Celery's autodiscovery).
+        current_app.loader.import_default_modules()
+    if name not in tasks:
         module = name.rsplit(".", 1)[0]
         try:
             importlib.import_module(module)
