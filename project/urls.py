@@ -9,11 +9,14 @@ from rest_framework.routers import DefaultRouter
 from apps.core.job_api import JobViewSet
 from apps.core.views import DashboardView
 from apps.hosts.api import HostViewSet
+from apps.networks.api import HostInterfaceViewSet, NetworkViewSet
 from apps.vms.api import VirtualMachineViewSet
 
 router = DefaultRouter()
 router.register("hosts", HostViewSet)
 router.register("vms", VirtualMachineViewSet)
+router.register("networks", NetworkViewSet)
+router.register("host-interfaces", HostInterfaceViewSet)
 router.register("jobs", JobViewSet)
 
 urlpatterns = [
@@ -21,6 +24,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("hosts/", include("apps.hosts.urls")),
+    path("networks/", include("apps.networks.urls")),
     # Before the VMs' own URLs, whose <pk>/<action>/ pattern would take /vms/<pk>/console/.
     path("vms/", include("apps.console.urls")),
     path("vms/", include("apps.vms.urls")),

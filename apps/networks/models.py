@@ -90,7 +90,9 @@ class HostInterface(models.Model):
     mac = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=16, blank=True)
     mtu = models.PositiveIntegerField(null=True, blank=True)
-    bridge = models.CharField(max_length=64, blank=True, help_text="The bridge this interface is a member of.")
+    bridge = models.CharField(
+        max_length=64, blank=True, help_text="The bridge this interface is a member of."
+    )
     members = models.JSONField(default=list, blank=True)
     addresses = models.JSONField(default=list, blank=True)
     routes = models.JSONField(default=list, blank=True)

@@ -1,0 +1,396 @@
+"""Network pages: list, detail (summary, DHCP, DNS, VMs, XML, history), create, edit, actions, delete,
+live lease and DNS changes, and the read-only list of host interfaces."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import Http404, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django.views.decorators.http import require_POST
+from django.views.generic import TemplateView
+
+from apps import virt
+from apps.audit.models import AuditEntry
+from apps.core.choices import Action
+from apps.core.models import InventoryChange
+from apps.core.permissions import can, get_restricted, restrict, teams_for
+from apps.core.views import paginate
+from apps.hosts.models import Host
+
+from . import services
+from .filters import HostInterfaceFilterSet, NetworkFilterSet
+from .forms import MODE_LABELS, DnsHostForm, LeaseForm, NetworkForm
+from .models import HostInterface, Network
+
+# Which permission each action needs: running a network is operating it; autostart changes its config.
+ACTION_PERMISSIONS = {
+    "start": Action.OPERATE,
+    "stop": Action.OPERATE,
+    "autostart-on": Action.CHANGE,
+    "autostart-off": Action.CHANGE,
+}
+
+
+def _back(request, default):
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(default)
+
+
+class NetworkListView(LoginRequiredMixin, TemplateView):
+    """Networks of every host the user may see (or one host's, with ?host=), with live state."""
+
+    template_name = "networks/list.html"
+
+    def get_template_names(self):
+        return ["networks/_table.html"] if self.request.htmx else [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        queryset = restrict(Network.objects.select_related("host").defer("xml"), user)
+        params = self.request.GET.copy()
+        if "gone" not in params:
+            params["gone"] = "false"
+        filterset = NetworkFilterSet(params, queryset=queryset, user=user)
+        networks = filterset.qs if filterset.is_valid() else queryset.none()
+        page, query = paginate(self.request, networks)
+        counts = services.attached_counts(page)
+        rows = [(n, counts.get(n.pk, 0)) for n in page]
+        sort_query = self.request.GET.copy()
+        for key in ("page", "ordering"):
+            sort_query.pop(key, None)
+        return super().get_context_data(
+            filter=filterset,
+            page=page,
+            rows=rows,
+            query=query,
+            sort_query=sort_query.urlencode(),
+            ordering=self.request.GET.get("ordering", ""),
+            modes=MODE_LABELS,
+            can_add=teams_for(user, Action.ADD).exists(),
+            **kwargs,
+        )
+
+
+class NetworkDetailView(LoginRequiredMixin, TemplateView):
+    """One network: summary with live state and forward-device presence, DHCP, DNS, VMs, XML, history."""
+
+    template_name = "networks/detail.html"
+
+    def get_template_names(self):
+        if self.request.htmx and self.request.GET.get("part") == "status":
+            return ["networks/_status.html"]
+        return [self.template_name]
+
+    def get_context_data(self, pk: int, **kwargs):
+        user = self.request.user
+        network = get_restricted(Network.objects.select_related("host", "team"), user, pk=pk)
+        from apps.vms.models import VirtualMachine
+
+        vms = services.attached_vms(network, restrict(VirtualMachine.objects.all(), user))
+        details = network.details or {}
+        dev_interface = (
+            HostInterface.objects.filter(host=network.host, name=network.forward_dev).first()
+            if network.forward_dev
+            else None
+        )
+        return super().get_context_data(
+            network=network,
+            details=details,
+            mode_label=MODE_LABELS.get(network.forward_mode, network.forward_mode),
+            vms=vms,
+            dev_interface=dev_interface,
+            routed=network.forward_mode in virt.ROUTED_MODES,
+            may_operate=can(user, network, Action.OPERATE),
+            may_change=can(user, network, Action.CHANGE),
+            may_delete=can(user, network, Action.DELETE),
+            lease_form=LeaseForm(),
+            dns_form=DnsHostForm(),
+            history=AuditEntry.objects.filter(object_type="network", object_id=network.pk)[:50],
+            changes=InventoryChange.objects.filter(object_type="network", object_id=network.pk)[:50],
+            **kwargs,
+        )
+
+
+def _interface_context(host) -> dict:
+    if host is None:
+        return {"interfaces": [], "bridges": []}
+    interfaces = list(HostInterface.objects.filter(host=host))
+    return {"interfaces": interfaces, "bridges": [i for i in interfaces if i.kind == "bridge"]}
+
+
+class NetworkCreateView(LoginRequiredMixin, View):
+    """Define a network on a host the user administers (?host= preselects it)."""
+
+    def _host(self, request, form) -> Host | None:
+        host_id = request.POST.get("host") or request.GET.get("host")
+        if not host_id or not str(host_id).isdigit():
+            return None
+        return form.fields["host"].queryset.filter(pk=host_id).first()
+
+    def get(self, request):
+        if not teams_for(request.user, Action.ADD).exists():
+            return render(request, "403.html", {"reason": "You are not an admin of any team."}, status=403)
+        form = NetworkForm(user=request.user, initial={"host": request.GET.get("host"), "mode": "nat"})
+        return render(
+            request, "networks/form.html", {"form": form, **_interface_context(self._host(request, form))}
+        )
+
+    def post(self, request):
+        if not teams_for(request.user, Action.ADD).exists():
+            return render(request, "403.html", {"reason": "You are not an admin of any team."}, status=403)
+        form = NetworkForm(request.POST, user=request.user)
+        context = {"form": form, **_interface_context(self._host(request, form))}
+        if not form.is_valid():
+            return render(request, "networks/form.html", context, status=400)
+        host = form.cleaned_data["host"]
+        try:
+            network, warnings = services.create_network(
+                request.user,
+                host,
+                form.network_data(),
+                start=form.cleaned_data["start"],
+                autostart=form.cleaned_data["autostart"],
+                request=request,
+            )
+        except services.NetworkInputError as exc:
+            for key, errors in exc.errors.items():
+                for error in errors:
+                    form.add_error(key if key in form.fields else None, error)
+            return render(request, "networks/form.html", context, status=400)
+        except virt.InvalidState as exc:  # defined, but did not start
+            messages.error(request, exc.message)
+            network = Network.objects.filter(host=host, name=form.cleaned_data["name"], gone=False).first()
+            return redirect(network) if network else redirect("networks:list")
+        except virt.VirtError as exc:
+            form.add_error(None, exc.message)
+            return render(request, "networks/form.html", context, status=400)
+        for warning in warnings:
+            messages.warning(request, warning)
+        messages.success(request, f"Network {network.name} created on {host.name}.")
+        return redirect(network)
+
+
+class NetworkEditView(LoginRequiredMixin, View):
+    """Change a network's settings (admins of its team)."""
+
+    def _network(self, request, pk):
+        return get_restricted(
+            Network.objects.select_related("host"), request.user, Action.CHANGE, pk=pk, gone=False
+        )
+
+    def get(self, request, pk):
+        network = self._network(request, pk)
+        form = NetworkForm(
+            user=request.user,
+            instance=network,
+            initial=NetworkForm.initial_from(services.network_form_data(network)),
+        )
+        return render(
+            request,
+            "networks/form.html",
+            {"form": form, "network": network, **_interface_context(network.host)},
+        )
+
+    def post(self, request, pk):
+        network = self._network(request, pk)
+        form = NetworkForm(request.POST, user=request.user, instance=network)
+        context = {"form": form, "network": network, **_interface_context(network.host)}
+        if not form.is_valid():
+            return render(request, "networks/form.html", context, status=400)
+        try:
+            network, warnings = services.update_network(
+                request.user, network, form.network_data(), request=request
+            )
+        except services.NetworkInputError as exc:
+            for key, errors in exc.errors.items():
+                for error in errors:
+                    form.add_error(key if key in form.fields else None, error)
+            return render(request, "networks/form.html", context, status=400)
+        except virt.VirtError as exc:
+            form.add_error(None, exc.message)
+            return render(request, "networks/form.html", context, status=400)
+        for warning in warnings:
+            messages.warning(request, warning)
+        messages.success(request, f"Network {network.name} saved.")
+        return redirect(network)
+
+
+@login_required
+@require_POST
+def network_action_view(request, pk: int, action: str):
+    """Start, stop, or switch autostart of a network."""
+    if action not in ACTION_PERMISSIONS:
+        return HttpResponseBadRequest(f"Unknown action {action!r}.")
+    network = get_restricted(
+        Network.objects.select_related("host"), request.user, ACTION_PERMISSIONS[action], pk=pk
+    )
+    try:
+        network = services.network_action(request.user, network, action, request=request)
+    except virt.VirtError as exc:
+        messages.error(request, f"{services.NETWORK_ACTIONS[action]} {network.name}: {exc.message}")
+    else:
+        messages.success(request, f"{services.NETWORK_ACTIONS[action]} {network.name}: done.")
+    if request.htmx:
+        return render(
+            request, "networks/_status.html", {"network": network, **_status_context(request.user, network)}
+        )
+    return _back(request, network)
+
+
+def _status_context(user, network) -> dict:
+    return {
+        "may_operate": can(user, network, Action.OPERATE),
+        "may_change": can(user, network, Action.CHANGE),
+        "may_delete": can(user, network, Action.DELETE),
+    }
+
+
+@login_required
+@require_POST
+def network_refresh_view(request, pk: int):
+    """Re-read one network (and its DHCP leases) from libvirt now."""
+    network = get_restricted(Network.objects.select_related("host"), request.user, Action.OPERATE, pk=pk)
+    try:
+        services.refresh_network(network)
+        services.refresh_interfaces(network.host)
+    except virt.VirtError as exc:
+        messages.error(request, f"Refresh of {network.name} failed: {exc.message}")
+    else:
+        messages.success(request, f"{network.name} refreshed.")
+    return redirect(network)
+
+
+class NetworkDeleteView(LoginRequiredMixin, View):
+    """Confirm (listing the VMs that use the network), then stop and delete it."""
+
+    def _network(self, request, pk):
+        return get_restricted(
+            Network.objects.select_related("host"), request.user, Action.DELETE, pk=pk, gone=False
+        )
+
+    def _context(self, request, network):
+        from apps.vms.choices import VmState
+        from apps.vms.models import VirtualMachine
+
+        vms = services.attached_vms(network, restrict(VirtualMachine.objects.all(), request.user))
+        running = [vm for vm in vms if vm.state in (VmState.RUNNING, VmState.PAUSED)]
+        return {"network": network, "vms": vms, "running": running}
+
+    def get(self, request, pk):
+        network = self._network(request, pk)
+        return render(request, "networks/delete.html", self._context(request, network))
+
+    def post(self, request, pk):
+        network = self._network(request, pk)
+        force = request.POST.get("force") == "on"
+        try:
+            services.delete_network(request.user, network, force=force, request=request)
+        except services.NetworkInUse as exc:
+            context = self._context(request, network)
+            context["error"] = exc.message
+            return render(request, "networks/delete.html", context, status=409)
+        except virt.VirtError as exc:
+            messages.error(request, f"Deleting {network.name} failed: {exc.message}")
+            return redirect(network)
+        messages.success(request, f"Network {network.name} deleted from {network.host.name}.")
+        return redirect(reverse("networks:list") + f"?host={network.host_id}")
+
+
+@login_required
+@require_POST
+def lease_view(request, pk: int, op: str):
+    """Add or remove a static DHCP lease, applied live (no restart)."""
+    network = get_restricted(
+        Network.objects.select_related("host"), request.user, Action.CHANGE, pk=pk, gone=False
+    )
+    try:
+        if op == "add":
+            form = LeaseForm(request.POST)
+            if not form.is_valid():
+                raise services.NetworkInputError({k: [str(e) for e in v] for k, v in form.errors.items()})
+            services.add_lease(
+                request.user, network, form.cleaned_data["family"], form.cleaned_data, request=request
+            )
+            messages.success(request, f"Static lease of {form.cleaned_data['ip']} added.")
+        elif op == "remove":
+            ip = request.POST.get("ip", "")
+            family = "ipv6" if ":" in ip else "ipv4"
+            services.remove_lease(request.user, network, family, ip, request=request)
+            messages.success(request, f"Static lease of {ip} removed.")
+        else:
+            raise Http404("Unknown lease operation.")
+    except virt.VirtError as exc:
+        messages.error(request, exc.message)
+    return _back(request, network.get_absolute_url() + "#dhcp")
+
+
+@login_required
+@require_POST
+def dns_view(request, pk: int, op: str):
+    """Add or remove a DNS host entry, applied live."""
+    network = get_restricted(
+        Network.objects.select_related("host"), request.user, Action.CHANGE, pk=pk, gone=False
+    )
+    try:
+        if op == "add":
+            form = DnsHostForm(request.POST)
+            if not form.is_valid():
+                raise services.NetworkInputError({k: [str(e) for e in v] for k, v in form.errors.items()})
+            entry = {"ip": form.cleaned_data["ip"], "hostnames": form.cleaned_data["hostnames"].split()}
+            services.add_dns_host(request.user, network, entry, request=request)
+            messages.success(request, f"DNS entry for {entry['ip']} added.")
+        elif op == "remove":
+            ip = request.POST.get("ip", "")
+            services.remove_dns_host(request.user, network, ip, request=request)
+            messages.success(request, f"DNS entry for {ip} removed.")
+        else:
+            raise Http404("Unknown DNS operation.")
+    except virt.VirtError as exc:
+        messages.error(request, exc.message)
+    return _back(request, network.get_absolute_url() + "#dns")
+
+
+@login_required
+@require_POST
+def reserve_view(request, vm_pk: int):
+    """ "Reserve this address" on a VM's NIC: a static lease for the NIC's MAC on its network."""
+    from apps.vms.models import VirtualMachine
+
+    vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, Action.VIEW, pk=vm_pk)
+    mac, ip = request.POST.get("mac", ""), request.POST.get("ip", "")
+    nic = next((n for n in vm.nics or [] if (n.get("mac") or "").lower() == mac.lower()), None)
+    network = None
+    if nic is not None and nic.get("type") == "network":
+        network = Network.objects.filter(host_id=vm.host_id, name=nic.get("source"), gone=False).first()
+    if network is None:
+        messages.error(request, "This NIC is not on a virtual network Vireo knows.")
+        return _back(request, vm)
+    get_restricted(Network.objects.all(), request.user, Action.CHANGE, pk=network.pk)
+    try:
+        services.reserve_vm_address(request.user, vm, mac, ip, request=request)
+    except virt.VirtError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{ip} reserved for {vm.name} on network {network.name}.")
+    return _back(request, vm)
+
+
+class HostInterfaceListView(LoginRequiredMixin, TemplateView):
+    """The network interfaces of the hosts the user may see (read-only)."""
+
+    template_name = "networks/interfaces.html"
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        queryset = restrict(HostInterface.objects.select_related("host"), user)
+        filterset = HostInterfaceFilterSet(self.request.GET, queryset=queryset, user=user)
+        interfaces = filterset.qs if filterset.is_valid() else queryset.none()
+        page, query = paginate(self.request, interfaces.order_by("host__name", "name"))
+        return super().get_context_data(filter=filterset, page=page, query=query, **kwargs)
