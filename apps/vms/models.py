@@ -39,6 +39,9 @@ class VirtualMachine(models.Model):
     graphics = models.JSONField(default=list, blank=True)
     addresses = models.JSONField(default=list, blank=True, help_text="Guest addresses known from the NICs.")
     cpu_time_ns = models.BigIntegerField(null=True, blank=True)
+    managed_save = models.BooleanField(
+        default=False, help_text="Its memory is saved on the host (managed save): the next start restores it."
+    )
     tags = models.ManyToManyField("core.Tag", blank=True, related_name="vms")
     is_template = models.BooleanField(
         default=False, db_index=True, help_text="A template: new VMs are created as copies of it."
