@@ -14,6 +14,7 @@ from django.urls import path  # noqa: E402
 
 from apps.console.consumers import SerialConsumer  # noqa: E402
 from apps.core.consumers import LiveConsumer  # noqa: E402
+from apps.core.runtime import freeze_startup_objects  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -30,3 +31,4 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+freeze_startup_objects()
