@@ -214,10 +214,10 @@ def _clean_ip(result: CleanResult, data: dict[str, Any], family: str) -> virt.Ip
                 result.add(key, f"The DHCP range {first} – {last} is outside the subnet {net}.")
             elif first > last:
                 result.add(key, "The DHCP range ends before it starts.")
-            elif first <= ipaddress.ip_address(address) <= last:
-                result.add(key, f"The DHCP range includes the network's own address {address}.")
             elif family == "ipv4" and (first == net.network_address or last == net.broadcast_address):
                 result.add(key, "The DHCP range may not include the network or broadcast address.")
+            elif first <= ipaddress.ip_address(address) <= last:
+                result.add(key, f"The DHCP range includes the network's own address {address}.")
             else:
                 ip.dhcp_start, ip.dhcp_end = str(first), str(last)
     _clean_leases(result, data, family, ip)

@@ -6,9 +6,10 @@ call, so devices that appear and vanish are seen at once. Where that driver is m
 backend) the node devices of capability `net` give name, MAC and link state instead; those are only as
 current as libvirt's udev monitor (without a running udevd they are not updated).
 
-Neither reports addresses or routes. For a local host (a qemu:///system-like URI) they are read from the
-kernel with `ip -j address` and `ip -j route` (fixed arguments, nothing a user typed); for a remote host
-they are left empty and libvirt's own start-time check catches a subnet that clashes with a route.
+The udev backend reports no addresses (netcf and the test driver do) and none reports routes. For a
+local host (a qemu:///system-like URI) they are read from the kernel with `ip -j address` and
+`ip -j route` (fixed arguments, nothing a user typed); for a remote host routes stay unknown and
+libvirt's own start-time check catches a subnet that clashes with one.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def _from_interfaces(conn: libvirt.virConnect) -> dict[str, InterfaceInfo]:
             state=attr_of(root, "link", "state", "unknown") or "unknown",
             mtu=to_int(attr_of(root, "mtu", "size")),
             members=[m.get("name", "") for m in root.findall("bridge/interface")],
+            # Backends that know addresses (netcf, the test driver) report them under <protocol>.
+            addresses=[
+                f"{ip.get('address')}/{ip.get('prefix')}"
+                for ip in root.findall("protocol/ip")
+                if ip.get("address") and ip.get("prefix")
+            ],
         )
         if info.kind == "bridge" and info.state == "unknown":
             info.state = "up" if iface.isActive() else "down"
