@@ -13,6 +13,7 @@ from apps.core.choices import Action
 
 from . import services
 from .choices import VmAction
+from .create_api import VmCreateMixin
 from .filters import VirtualMachineFilterSet
 from .models import VirtualMachine
 
@@ -100,8 +101,9 @@ _COLUMN = {"id": "pk", "host": "host_id", "host_name": "host__name", "team": "te
 BRIEF_FIELDS = tuple(_COLUMN.get(name, name) for name in VirtualMachineBriefSerializer.Meta.fields)
 
 
-class VirtualMachineViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
-    """VMs on every host the user may see. Actions need the operator or admin role."""
+class VirtualMachineViewSet(VmCreateMixin, RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    """VMs on every host the user may see. Actions need the operator or admin role; creating one (POST)
+    needs the admin role on the host's team."""
 
     queryset = VirtualMachine.objects.select_related("host").order_by("name", "pk")
     serializer_class = VirtualMachineSerializer
