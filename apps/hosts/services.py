@@ -151,6 +151,12 @@ def reconcile_host(host: Host, conn=None) -> dict[str, int]:
         refresh_interfaces(host, conn)
     except virt.VirtError as exc:
         logging.getLogger(__name__).warning("host %s: reading interfaces failed: %s", host, exc.message)
+    from apps.storage.services import sync_volumes
+
+    try:  # the volumes of the active pools (ISOs, images, kernels for the VM wizard)
+        counts["volume"] = sync_volumes(host, conn)
+    except virt.VirtError as exc:
+        logging.getLogger(__name__).warning("host %s: listing volumes failed: %s", host, exc.message)
     elapsed = time.monotonic() - started
     Host.objects.filter(pk=host.pk).update(
         info=dataclasses.asdict(info), last_reconciled=timezone.now(), reconcile_seconds=elapsed

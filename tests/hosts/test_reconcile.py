@@ -26,7 +26,7 @@ def test_reconcile_mirrors_domains_networks_pools(test_host):
 
 def test_second_reconcile_changes_nothing(test_host):
     counts = reconcile_host(test_host)
-    assert counts == {"vm": 0, "network": 0, "pool": 0}
+    assert counts == {"vm": 0, "network": 0, "pool": 0, "volume": 0}
 
 
 def test_state_change_and_disappearance(test_host):
