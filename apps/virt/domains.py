@@ -93,6 +93,8 @@ class DomainInfo:
     nics: list[NicInfo] = field(default_factory=list)
     graphics: list[GraphicsInfo] = field(default_factory=list)
     cpu_time_ns: int | None = None
+    #: A managed save image exists: the next start restores the saved memory.
+    managed_save: bool = False
 
 
 def _vanished(exc: libvirt.libvirtError) -> bool:
@@ -149,6 +151,7 @@ def _describe(
     *,
     persistent_set: set[str] | None = None,
     autostart_set: set[str] | None = None,
+    managed_save_set: set[str] | None = None,
     leases: dict[str, list[str]] | None = None,
 ) -> DomainInfo:
     """Build a DomainInfo from the domain's XML plus bulk stats (or info() where stats are missing).
@@ -171,6 +174,10 @@ def _describe(
         code, reason = dom.state()
         _state, _max_mem, memory, vcpus, cpu_time = dom.info()
     state = state_name(code)
+    if managed_save_set is not None:
+        managed_save = uuid in managed_save_set
+    else:
+        managed_save = _has_managed_save(dom) if persistent and state == SHUTOFF else False
     info = DomainInfo(
         uuid=uuid,
         name=parsed.name or dom.name(),
@@ -192,6 +199,7 @@ def _describe(
         nics=parsed.nics,
         graphics=parsed.graphics,
         cpu_time_ns=int(cpu_time) if cpu_time is not None and state != SHUTOFF else None,
+        managed_save=managed_save,
     )
     if with_addresses and state in (RUNNING, BLOCKED, PAUSED):
         if leases is None:
@@ -199,6 +207,14 @@ def _describe(
         for nic in info.nics:
             nic.addresses = leases.get((nic.mac or "").lower(), [])
     return info
+
+
+def _has_managed_save(dom: libvirt.virDomain) -> bool:
+    """Whether the domain has a managed save image (False where the driver cannot tell)."""
+    try:
+        return bool(dom.hasManagedSaveImage(0))
+    except libvirt.libvirtError:
+        return False
 
 
 def _bulk_stats(conn: libvirt.virConnect, doms: list[libvirt.virDomain] | None) -> dict[str, dict[str, Any]]:
@@ -227,6 +243,7 @@ def list_domains(conn: libvirt.virConnect, *, with_addresses: bool = False) -> l
     stats = _bulk_stats(conn, None) if doms else {}
     persistent_set = _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)
     autostart_set = _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+    managed_save_set = _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)
     leases = _lease_map(conn) if with_addresses and doms else None
     result = []
     for dom in doms:
@@ -238,6 +255,7 @@ def list_domains(conn: libvirt.virConnect, *, with_addresses: bool = False) -> l
                     with_addresses,
                     persistent_set=persistent_set,
                     autostart_set=autostart_set,
+                    managed_save_set=managed_save_set,
                     leases=leases,
                 )
             )
@@ -344,6 +362,31 @@ def resume(conn: libvirt.virConnect, uuid: str) -> None:
         dom.resume()
 
 
+def reset(conn: libvirt.virConnect, uuid: str) -> None:
+    """Reset a running VM at once, like pressing its reset button (the guest is not asked)."""
+    dom, name = _checked(conn, uuid, "reset")
+    with translated(f"VM {name}"):
+        dom.reset(0)
+
+
+def save(conn: libvirt.virConnect, uuid: str) -> None:
+    """Save a running or paused VM's memory to disk and stop it (managed save); start restores it."""
+    dom, name = _checked(conn, uuid, "save")
+    with translated(f"VM {name}"):
+        if not dom.isPersistent():
+            raise InvalidState(f"VM {name} is transient; only defined VMs can be saved and restored.")
+        dom.managedSave(0)
+
+
+def restore(conn: libvirt.virConnect, uuid: str) -> None:
+    """Start a saved VM from its managed save image (InvalidState if it has none)."""
+    dom, name = _checked(conn, uuid, "restore")
+    if not _has_managed_save(dom):
+        raise InvalidState(f"VM {name} has no saved state to restore; start it instead.")
+    with translated(f"VM {name}"):
+        dom.create()
+
+
 ACTIONS: dict[str, Callable[[libvirt.virConnect, str], None]] = {
     "start": start,
     "shutdown": shutdown,
@@ -351,4 +394,7 @@ ACTIONS: dict[str, Callable[[libvirt.virConnect, str], None]] = {
     "reboot": reboot,
     "pause": pause,
     "resume": resume,
+    "reset": reset,
+    "save": save,
+    "restore": restore,
 }

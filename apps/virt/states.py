@@ -97,6 +97,9 @@ _ACTION_STATES: dict[str, frozenset[str]] = {
     "force_off": frozenset({RUNNING, BLOCKED, PAUSED, SHUTDOWN, CRASHED, PMSUSPENDED}),
     "pause": frozenset({RUNNING, BLOCKED}),
     "resume": frozenset({PAUSED}),
+    "reset": frozenset({RUNNING, BLOCKED, PAUSED}),
+    "save": frozenset({RUNNING, BLOCKED, PAUSED}),
+    "restore": frozenset({SHUTOFF}),
 }
 _WHY_NOT_BY_STATE = {
     RUNNING: "is running",
@@ -118,6 +121,10 @@ _WHY_NOT: dict[tuple[str, str], str] = {
     ("pause", PAUSED): "is already paused",
     ("resume", RUNNING): "is not paused",
     ("resume", BLOCKED): "is not paused",
+    ("save", SHUTOFF): "is not running; there is nothing to save",
+    ("restore", RUNNING): "is already running",
+    ("restore", BLOCKED): "is already running",
+    ("restore", PAUSED): "is paused; resume it instead",
 }
 
 

@@ -15,6 +15,7 @@ from . import services
 from .choices import VmAction
 from .create_api import VmCreateMixin
 from .filters import VirtualMachineFilterSet
+from .lifecycle_api import VmLifecycleMixin
 from .models import VirtualMachine
 
 
@@ -101,7 +102,9 @@ _COLUMN = {"id": "pk", "host": "host_id", "host_name": "host__name", "team": "te
 BRIEF_FIELDS = tuple(_COLUMN.get(name, name) for name in VirtualMachineBriefSerializer.Meta.fields)
 
 
-class VirtualMachineViewSet(VmCreateMixin, RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+class VirtualMachineViewSet(
+    VmCreateMixin, VmLifecycleMixin, RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet
+):
     """VMs on every host the user may see. Actions need the operator or admin role; creating one (POST)
     needs the admin role on the host's team."""
 

@@ -25,6 +25,9 @@ class VmAction(models.TextChoices):
     FORCE_OFF = "force_off", "Force off"
     PAUSE = "pause", "Pause"
     RESUME = "resume", "Resume"
+    RESET = "reset", "Reset"
+    SAVE = "save", "Save (suspend to disk)"
+    RESTORE = "restore", "Restore"
 
 
 STATE_BADGES = {

@@ -45,6 +45,7 @@ def domain_fields(info: virt.DomainInfo) -> dict[str, Any]:
         "graphics": [dataclasses.asdict(g) for g in info.graphics],
         "addresses": [address for nic in info.nics for address in nic.addresses],
         "cpu_time_ns": info.cpu_time_ns,
+        "managed_save": info.managed_save,
     }
 
 
@@ -70,7 +71,10 @@ def action_refusal(vm: VirtualMachine, action: str) -> str | None:
         return "This VM no longer exists on its host."
     if vm.host.state != "online":
         return f"Host {vm.host.name} is {vm.host.get_state_display().lower()}."
-    return virt.action_refusal(action, vm.state)
+    refusal = virt.action_refusal(action, vm.state)
+    if refusal is None and action == VmAction.RESTORE and not vm.managed_save:
+        return "The VM has no saved state to restore; start it instead."
+    return refusal
 
 
 @dataclass

@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.VmListView.as_view(), name="list"),
     path("bulk/", views.vm_bulk_action_view, name="bulk"),
     path("<int:pk>/", views.VmDetailView.as_view(), name="detail"),
+    path("<int:pk>/delete/", views.VmDeleteView.as_view(), name="delete"),
     path("<int:pk>/<str:action>/", views.vm_action_view, name="action"),
 ]

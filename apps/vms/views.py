@@ -11,13 +11,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
+from apps import virt
 from apps.audit.models import AuditEntry
 from apps.core.choices import Action
 from apps.core.models import InventoryChange
 from apps.core.permissions import can, get_restricted, restrict
 from apps.core.views import paginate
 
-from . import services
+from . import lifecycle, services
 from .choices import VmAction
 from .filters import VirtualMachineFilterSet
 from .models import VirtualMachine
@@ -61,6 +62,7 @@ class VmListView(LoginRequiredMixin, TemplateView):
             sort_query=sort_query.urlencode(),
             rows=vm_rows(page),
             actions=list(VmAction),
+            delete_actions=[("delete", "Delete (keep disks)"), ("delete_with_disks", "Delete with disks")],
             ordering=self.request.GET.get("ordering", ""),
             **kwargs,
         )
@@ -87,6 +89,7 @@ class VmDetailView(LoginRequiredMixin, TemplateView):
             vm=vm,
             may_console=can(user, vm, Action.CONSOLE),
             buttons=action_buttons(user, vm),
+            may_delete=can(user, vm, Action.DELETE),
             history=history,
             changes=changes,
             **kwargs,
@@ -116,30 +119,82 @@ def vm_action_view(request, pk: int, action: str):
     return _back(request, vm)
 
 
+BULK_DELETE = {"delete": False, "delete_with_disks": True}  # bulk choice -> whether the disks go too
+
+
 @login_required
 @require_POST
 def vm_bulk_action_view(request):
-    """Take one action on the selected rows of the list (only those the user may operate)."""
+    """Take one action on the selected rows of the list (only those the user may operate, or delete).
+
+    A power action becomes one job that acts on every VM in parallel; a deletion one job per VM.
+    """
     action = request.POST.get("action", "")
-    if action not in VmAction.values:
+    if action not in VmAction.values and action not in BULK_DELETE:
         messages.error(request, "Choose an action for the selected VMs.")
         return _back(request, "vms:list")
     ids = [i for i in request.POST.getlist("selected") if i.isdigit()]
     if not ids:
         messages.error(request, "Select at least one VM.")
         return _back(request, "vms:list")
+    needed = Action.DELETE if action in BULK_DELETE else Action.OPERATE
     vms = list(
-        restrict(VirtualMachine.objects.select_related("host"), request.user, Action.OPERATE).filter(
+        restrict(VirtualMachine.objects.select_related("host", "team"), request.user, needed).filter(
             pk__in=ids
         )
     )
     skipped = len(set(ids)) - len(vms)
-    results = services.bulk_vm_action(request.user, vms, action, request=request)
-    done = [r for r in results if r.ok]
-    if done:
-        messages.success(request, f"{VmAction(action).label}: {len(done)} of {len(results)} VMs done.")
-    for failed in (r for r in results if not r.ok):
-        messages.error(request, failed.message)
+    if action in BULK_DELETE:
+        for vm in vms:
+            volumes = [d["target"] for d in lifecycle.deletable_disks(vm)] if BULK_DELETE[action] else []
+            try:
+                job = lifecycle.submit_delete(request.user, vm, volumes=volumes, request=request)
+            except virt.VirtError as exc:
+                messages.error(request, f"Delete {vm.name}: {exc.message}")
+            else:
+                messages.success(request, f"Delete {vm.name}: queued as job #{job.pk}.")
+    elif vms:
+        job = lifecycle.submit_bulk_action(request.user, vms, action, request=request)
+        messages.success(
+            request,
+            f"{VmAction(action).label}: {len(vms)} VMs, queued as job #{job.pk} (see the task panel).",
+        )
     if skipped:
-        messages.warning(request, f"{skipped} selected VMs were skipped: you may not operate them.")
+        verb = "delete" if action in BULK_DELETE else "operate"
+        messages.warning(request, f"{skipped} selected VMs were skipped: you may not {verb} them.")
     return _back(request, "vms:list")
+
+
+class VmDeleteView(LoginRequiredMixin, TemplateView):
+    """Confirm and queue the deletion of a VM, choosing which of its disks go with it."""
+
+    template_name = "vms/delete.html"
+
+    def get_vm(self, pk: int) -> VirtualMachine:
+        return get_restricted(
+            VirtualMachine.objects.select_related("host", "team"), self.request.user, Action.DELETE, pk=pk
+        )
+
+    def get_context_data(self, pk: int, **kwargs):
+        vm = self.get_vm(pk)
+        return super().get_context_data(
+            vm=vm,
+            disks=lifecycle.deletable_disks(vm),
+            refusal=lifecycle.delete_refusal(vm, force=True),
+            running=vm.state != "shutoff",
+            **kwargs,
+        )
+
+    def post(self, request, pk: int):
+        vm = self.get_vm(pk)
+        volumes = request.POST.getlist("volumes")
+        force = request.POST.get("force") == "on"
+        try:
+            job = lifecycle.submit_delete(request.user, vm, volumes=volumes, force=force, request=request)
+        except virt.VirtError as exc:
+            messages.error(request, exc.message)
+            context = self.get_context_data(pk=pk)
+            context.update(chosen=volumes, force=force)
+            return self.render_to_response(context, status=400)
+        messages.success(request, f"Deletion of {vm.name} queued as job #{job.pk}.")
+        return redirect(job)

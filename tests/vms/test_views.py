@@ -106,18 +106,24 @@ def test_get_does_not_act(client_for, operator, vm):
     assert client_for(operator).get(f"/vms/{vm.pk}/force_off/").status_code == 405
 
 
-def test_bulk_action_acts_only_on_permitted_rows(client_for, operator, vm, other_team):
+def test_bulk_action_acts_only_on_permitted_rows(
+    client_for, operator, vm, other_team, django_capture_on_commit_callbacks
+):
+    from apps.core.models import Job
     from apps.hosts.models import Host
 
     foreign_host = Host.objects.create(team=other_team, name="foreign", uri="test:///default")
     foreign = VirtualMachine.objects.create(
         host=foreign_host, team=other_team, uuid=vm.uuid, name="foreign-vm", state="running"
     )
-    response = client_for(operator).post(
-        "/vms/bulk/", {"action": "pause", "selected": [vm.pk, foreign.pk], "next": "/vms/"}, follow=True
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(operator).post(
+            "/vms/bulk/", {"action": "pause", "selected": [vm.pk, foreign.pk], "next": "/vms/"}, follow=True
+        )
     body = response.content.decode()
-    assert "Pause: 1 of 1 VMs done." in body and "1 selected VMs were skipped" in body
+    job = Job.objects.get(kind="vm.bulk.pause")
+    assert f"Pause: 1 VMs, queued as job #{job.pk}" in body and "1 selected VMs were skipped" in body
+    assert job.state == "succeeded" and job.params["vms"] == [vm.pk], job.error
     vm.refresh_from_db()
     assert vm.state == "paused"
     assert not AuditEntry.objects.filter(object_id=foreign.pk).exists()
