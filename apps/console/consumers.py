@@ -21,11 +21,13 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from apps.core.choices import Action
 from apps.core.permissions import restrict
 
 from .services import serial_refusal
+from .sessions import ConsoleLimitReached, open_session
 
 logger = logging.getLogger("vireo.console")
 
@@ -34,6 +36,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 4409
+CLOSE_TOO_MANY = 4429
 #: Most bytes of output put in one channel-layer message (the layer's messages stay well below its cap).
 MAX_OUTPUT_CHUNK = 32768
 
@@ -46,7 +49,9 @@ class SerialConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.console = None
         self.group = None
+        self.session = None
         self.pump: asyncio.Task | None = None
+        self.guard: asyncio.Task | None = None
         user = self.scope.get("user")
         await self.accept()
         if user is None or not user.is_authenticated:
@@ -57,6 +62,12 @@ class SerialConsumer(AsyncWebsocketConsumer):
         if code:
             await self.refuse(message, code)
             return
+        try:
+            self.session = await self.open_session(user)
+        except ConsoleLimitReached as exc:
+            await self.refuse(str(exc), CLOSE_TOO_MANY)
+            return
+        self.guard = asyncio.ensure_future(self.watch_rights())
         self.group = f"serial-{self.vm.pk}"
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.output: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -71,6 +82,36 @@ class SerialConsumer(AsyncWebsocketConsumer):
     async def send_status(self, state: str, message: str = "", **extra: Any) -> None:
         """A status message to this page."""
         await self.send(text_data=json.dumps({"type": "status", "state": state, "message": message, **extra}))
+
+    @database_sync_to_async
+    def open_session(self, user):
+        """Register (and audit) this console; ConsoleLimitReached over the user's cap."""
+        client = self.scope.get("client") or (None, None)
+        session = self.scope.get("session")
+        return open_session(
+            user,
+            self.vm,
+            kind="serial",
+            remote_addr=client[0],
+            session_key=getattr(session, "session_key", None),
+        )
+
+    async def watch_rights(self) -> None:
+        """Every few seconds: keep the session registered; close the console when its user lost the right."""
+        while True:
+            await asyncio.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
+            try:
+                reason = await database_sync_to_async(self.session.check)()
+            except Exception:  # Redis or the database away for a moment: check again next time
+                logger.warning("serial console of VM %s: rights check failed", self.vm.pk, exc_info=True)
+                continue
+            if reason:
+                logger.info(
+                    "serial console of VM %s closed for user %s: %s", self.vm.pk, self.session.user_id, reason
+                )
+                await self.release(f"revoked: {reason}")
+                await self.refuse(f"The console was closed: {reason}.", CLOSE_FORBIDDEN)
+                return
 
     @database_sync_to_async
     def authorize(self, user, vm_pk: int):
@@ -137,6 +178,8 @@ class SerialConsumer(AsyncWebsocketConsumer):
             item = await self.output.get()
             if item is None:
                 self.console = None
+                if self.session is None or self.session.closed:
+                    continue  # this page is closing: nobody to tell
                 await self.send_status(
                     "closed",
                     f"The serial line of {self.vm.name} was closed: the VM stopped, or another session took "
@@ -177,10 +220,18 @@ class SerialConsumer(AsyncWebsocketConsumer):
         else:
             await self.send(text_data=json.dumps({"type": "error", "message": 'Send {"type": "takeover"}.'}))
 
-    async def disconnect(self, code: int) -> None:
+    async def release(self, reason: str) -> None:
+        """Close the serial stream this page holds and end (and audit) its session; idempotent."""
         if self.console is not None:
             await sync_to_async(self.console.close, thread_sensitive=False)()
             self.console = None
+        if self.session is not None and not self.session.closed:
+            await database_sync_to_async(self.session.close)(reason)
+
+    async def disconnect(self, code: int) -> None:
+        if self.guard is not None and self.guard is not asyncio.current_task():
+            self.guard.cancel()
+        await self.release("closed")
         if self.pump is not None:
             self.pump.cancel()
         if self.group is not None:

@@ -104,6 +104,16 @@ def serial_refusal(vm: VirtualMachine) -> str | None:
     return None
 
 
+def cap_refusal(user) -> str | None:
+    """Why `user` may not open one more console (VIREO_CONSOLE_MAX_PER_USER reached), or None."""
+    from .sessions import live_count
+
+    cap = settings.VIREO_CONSOLE_MAX_PER_USER
+    if cap and live_count(user.pk) >= cap:
+        return f"You already have {cap} consoles open (the most allowed): close one to open another."
+    return None
+
+
 def live_vnc_port(vm: VirtualMachine) -> int:
     """The VNC port of a running local VM, read from libvirt now; ConsoleRefused with the reason if none."""
     from apps.hosts.services import connection_for
@@ -134,16 +144,18 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
     """Check that `user` may open `vm`'s console now, and issue a single-use token for websockify.
 
     Raises Http404 (may not see the VM), PermissionDenied (may not open its console), or ConsoleRefused
-    (VM off, no VNC, remote host, VNC beyond loopback). Refusals and openings are audited.
+    (VM off, no VNC, remote host, VNC beyond loopback, the user's console cap reached). Tickets and refusals
+    are audited ("vm.console.ticket"); the console's open and close are audited when websockify connects
+    and disconnects it (sessions.py).
     """
     vm = get_restricted(VirtualMachine.objects.select_related("host"), user, Action.CONSOLE, pk=vm.pk)
     try:
-        reason = mirror_refusal(vm)
+        reason = mirror_refusal(vm) or cap_refusal(user)
         if reason:
             raise ConsoleRefused(reason)
         port = live_vnc_port(vm)
     except ConsoleRefused as exc:
-        record(user, "vm.console.open", vm, outcome=Outcome.FAILURE, message=str(exc), request=request)
+        record(user, "vm.console.ticket", vm, outcome=Outcome.FAILURE, message=str(exc), request=request)
         raise
     token = secrets.token_urlsafe(32)
     session_key = getattr(getattr(request, "session", None), "session_key", None)
@@ -157,7 +169,7 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
     }
     ttl = token_ttl()
     redis_client().set(token_key(hash_token(token)), json.dumps(ticket), ex=ttl)
-    record(user, "vm.console.open", vm, params={"host": vm.host.name, "vnc_port": port}, request=request)
+    record(user, "vm.console.ticket", vm, params={"host": vm.host.name, "vnc_port": port}, request=request)
     return ConsoleTicket(token=token, vm_id=vm.pk, target_port=port, ttl=ttl)
 
 

@@ -20,9 +20,15 @@ of the user (and, when known, the very session) the token was issued to. Every r
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing.util
 import os
+import signal
+import socket
+import sys
 import threading
+import time
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -147,4 +153,106 @@ class ConsoleAuth:
                 "console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], reason
             )
             raise AuthenticationError(log_msg=reason, response_code=403, response_msg="Forbidden")
+        handler = connection_handler()
+        if handler is None:
+            reason = "not called from a websockify connection handler: the console could not be supervised"
+            logger.warning(
+                "console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], reason
+            )
+            raise AuthenticationError(log_msg=reason, response_code=403, response_msg="Forbidden")
+        supervise(handler, ticket, headers)
         logger.info("console opened: VM %s for user %s", ticket["vm_id"], ticket["user_id"])
+
+
+def connection_handler() -> Any:
+    """The websockify request handler of the connection being authenticated (up the call stack), or None.
+
+    websockify gives the auth plugin no handle on the connection; the handler that called it has one.
+    """
+    from websockify.websocketproxy import ProxyRequestHandler
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, ProxyRequestHandler):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def client_address(handler: Any, headers: Any) -> str | None:
+    """Where the browser connects from: the peer address, or the proxy's X-Forwarded-For when the peer is a
+    trusted local reverse proxy (loopback)."""
+    from .services import is_loopback
+
+    peer = handler.client_address[0] if getattr(handler, "client_address", None) else None
+    forwarded = (headers.get("X-Forwarded-For") or "").split(",")[0].strip()
+    if forwarded and is_loopback(peer):
+        return forwarded
+    return peer
+
+
+def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
+    """Register this connection as an open console (cap, audit), and watch it from a thread until it ends.
+
+    Runs in websockify's per-connection child process. The thread refreshes the session and checks the
+    user's rights every VIREO_CONSOLE_CHECK_SECONDS; when they are gone (logout, lost permission) it shuts
+    the browser's socket, which ends the proxy loop and the process. The close is audited when the process
+    exits (multiprocessing runs its finalizers then). Raises AuthenticationError over the user's cap.
+    """
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+    from django.http.cookie import parse_cookie
+
+    from apps.vms.models import VirtualMachine
+
+    from .sessions import ConsoleLimitReached, open_session
+
+    session_key = parse_cookie(headers.get("Cookie", "")).get(settings.SESSION_COOKIE_NAME)
+    try:
+        user = get_user_model().objects.get(pk=ticket["user_id"])
+        vm = VirtualMachine.objects.get(pk=ticket["vm_id"])
+        session = open_session(
+            user, vm, kind="vnc", remote_addr=client_address(handler, headers), session_key=session_key
+        )
+    except ConsoleLimitReached as exc:
+        logger.warning("console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], exc)
+        raise AuthenticationError(log_msg=str(exc), response_code=403, response_msg="Forbidden") from exc
+    finally:
+        connections.close_all()
+    ending = {"reason": "closed"}
+
+    def finish() -> None:
+        try:
+            session.close(ending["reason"])
+        except Exception:
+            logger.exception("console of VM %s: could not record its close", ticket["vm_id"])
+        finally:
+            connections.close_all()
+
+    multiprocessing.util.Finalize(None, finish, exitpriority=10)
+    # websockify's main process stops its children with SIGTERM: exit cleanly so that the close is recorded.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+
+    def guard() -> None:
+        while not session.closed:
+            time.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
+            try:
+                reason = session.check()
+            except Exception:  # Redis or the database away for a moment: check again next time
+                logger.warning("console of VM %s: rights check failed", ticket["vm_id"], exc_info=True)
+                continue
+            finally:
+                connections.close_all()
+            if reason:
+                logger.warning(
+                    "console closed (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], reason
+                )
+                ending["reason"] = f"revoked: {reason}"
+                with contextlib.suppress(OSError):
+                    handler.request.shutdown(socket.SHUT_RDWR)
+                return
+
+    threading.Thread(target=guard, name="console-guard", daemon=True).start()

@@ -64,7 +64,7 @@ def websockify_server(transactional_db, tmp_path) -> Iterator[Websockify]:
             f"127.0.0.1:{port}",
         ],
         cwd=REPO,
-        env=child_env(),
+        env=child_env(VIREO_CONSOLE_CHECK_SECONDS="0.5"),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

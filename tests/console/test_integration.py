@@ -65,3 +65,52 @@ def test_websockify_refuses_a_foreign_origin_and_another_session(
         open_console(url, operator_client.cookies["sessionid"].value)
     log = websockify_server.output()
     assert "is not one of Vireo's hosts" in log and "not the one the token was issued to" in log
+
+
+def test_logout_closes_the_console_within_seconds_and_it_is_audited(local_vm, operator, websockify_server):
+    import time
+
+    from websockets.exceptions import ConnectionClosed
+
+    from apps.audit.models import AuditEntry
+    from apps.console import sessions
+
+    client = Client()
+    client.force_login(operator)
+    session_key = client.cookies["sessionid"].value
+    url = console_url(client, local_vm, websockify_server)
+    with open_console(url, session_key) as ws:
+        assert ws.recv(timeout=10).startswith(b"RFB 003.00")
+        ws.send(b"RFB 003.008\n")
+        opened = AuditEntry.objects.get(action="vm.console.open", object_id=local_vm.pk)
+        assert (opened.username, opened.remote_addr, opened.params["kind"]) == (
+            "operator",
+            "127.0.0.1",
+            "vnc",
+        )
+        assert [w["username"] for w in sessions.watchers(local_vm.pk)] == ["operator"]
+        client.logout()
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 10
+    while not AuditEntry.objects.filter(action="vm.console.close", object_id=local_vm.pk).exists():
+        assert time.monotonic() < deadline, websockify_server.output()
+        time.sleep(0.1)
+    closed = AuditEntry.objects.get(action="vm.console.close", object_id=local_vm.pk)
+    assert closed.params["reason"] == "revoked: the user logged out" and closed.params["seconds"] > 0
+    assert sessions.live_count(operator.pk) == 0
+    assert "console closed" in websockify_server.output()
+
+
+def test_the_cap_counts_consoles_open_through_websockify(local_vm, operator, websockify_server, settings):
+    settings.VIREO_CONSOLE_MAX_PER_USER = 1
+    client = Client()
+    client.force_login(operator)
+    url = console_url(client, local_vm, websockify_server)
+    with open_console(url, client.cookies["sessionid"].value) as ws:
+        assert ws.recv(timeout=10).startswith(b"RFB")
+        response = client.post(reverse("console:ticket", args=[local_vm.pk]))
+        assert response.status_code == 409 and "already have 1 consoles open" in response.json()["error"]

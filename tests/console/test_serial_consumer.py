@@ -128,3 +128,61 @@ async def test_types_into_the_guest_and_takes_over(local_vm, operator, owner):
             await second.disconnect()
     finally:
         await first.disconnect()
+
+
+async def test_losing_the_permission_closes_the_console_within_seconds(
+    test_host, operator, memory_layer, settings
+):
+    from apps.accounts.models import Membership
+    from apps.audit.models import AuditEntry
+
+    settings.VIREO_CONSOLE_CHECK_SECONDS = 0.3
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator = await open_serial(operator, vm.pk)
+    # The test driver has no console streams: the page is told, and stays open as a watcher.
+    status = await next_status(communicator)
+    assert status["state"] == "closed" and "Cannot open the serial console" in status["message"]
+    await Membership.objects.filter(user=operator).adelete()
+    status = await next_status(communicator, timeout=5)
+    assert status["state"] == "error" and "may no longer open this VM's console" in status["message"]
+    closing = await communicator.receive_output(timeout=5)
+    assert (closing["type"], closing["code"]) == ("websocket.close", 4403)
+    opened = await AuditEntry.objects.aget(action="vm.console.open", object_id=vm.pk)
+    closed = await AuditEntry.objects.aget(action="vm.console.close", object_id=vm.pk)
+    assert opened.username == closed.username == "operator" and opened.params["kind"] == "serial"
+    assert closed.params["reason"].startswith("revoked:") and closed.params["seconds"] >= 0
+
+
+async def test_a_logout_closes_the_console(test_host, operator, memory_layer, settings):
+    from django.contrib.auth import logout
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    settings.VIREO_CONSOLE_CHECK_SECONDS = 0.3
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator = await open_serial(operator, vm.pk)
+    await next_status(communicator)
+    key = next(v for k, v in communicator.scope["headers"] if k == b"cookie").decode().split("=", 1)[1]
+
+    @sync_to_async
+    def log_out():
+        request = RequestFactory().get("/logout/")
+        request.session = SessionStore(key)
+        request.user = operator
+        logout(request)
+
+    await log_out()
+    status = await next_status(communicator, timeout=5)
+    assert status["state"] == "error" and "logged out" in status["message"]
+
+
+async def test_the_cap_refuses_one_console_too_many(test_host, operator, memory_layer, settings):
+    settings.VIREO_CONSOLE_MAX_PER_USER = 1
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    first = await open_serial(operator, vm.pk)
+    try:
+        await next_status(first)
+        status, code = await refused_with(await open_serial(operator, vm.pk))
+        assert code == 4429 and "already have 1 consoles open" in status["message"]
+    finally:
+        await first.disconnect()

@@ -89,7 +89,7 @@ def test_owner_and_operator_get_a_ticket(who, request, vm, libvirt_graphics, sto
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     for k in redis_client().scan_iter(f"{prefix}:console:*"):
         assert ticket.token not in k.decode() and ticket.token.encode() not in (redis_client().get(k) or b"")
-    entry = AuditEntry.objects.get(action="vm.console.open", object_id=vm.pk)
+    entry = AuditEntry.objects.get(action="vm.console.ticket", object_id=vm.pk)
     assert entry.outcome == "success" and entry.username == who
 
 
@@ -118,7 +118,7 @@ def test_refused_from_the_mirror(team, owner, kwargs, words, monkeypatch):
     vm = make_vm(team, **kwargs)
     with pytest.raises(ConsoleRefused, match=words):
         issue_console_token(owner, vm)
-    assert AuditEntry.objects.get(action="vm.console.open", object_id=vm.pk).outcome == "failure"
+    assert AuditEntry.objects.get(action="vm.console.ticket", object_id=vm.pk).outcome == "failure"
 
 
 @pytest.mark.parametrize(
