@@ -161,6 +161,7 @@ class NetworkForm(forms.Form):
             for name in ("host", "start", "autostart"):
                 del self.fields[name]
             self.fields["name"].disabled = True
+            self.initial["name"] = instance.name
         else:
             self.fields["host"].queryset = restrict(Host.objects.all(), user, Action.ADD)
 

@@ -15,6 +15,7 @@ from .netxml import (
     DnsHost,
     NetworkSpec,
     build_network_xml,
+    comparable,
     dhcp_host_element,
     dns_host_element,
     parse_ip,
@@ -31,8 +32,9 @@ class NetworkInfo:
     `forward_mode` is Vireo's mode name (see apps.virt.netxml: "isolated", "nat", "route", "open",
     "bridge", "macvtap-…", "hostdev"). Each entry of `ips` is {"family", "address", "prefix",
     "dhcp_ranges": [{"start", "end"}]}. `details` holds the rest of the settings (NAT ranges, MTU, STP,
-    DNS, static leases; see netxml.parse_network_details), `leases` the current DHCP leases of an
-    active network, and `xml` the network's XML.
+    DNS, static leases, and "pending": the definition has changes that wait for a restart; see
+    netxml.parse_network_details) as the network runs now, `leases` the current DHCP leases of an
+    active network, and `xml` the network's persistent definition (its live XML if transient).
     """
 
     uuid: str
@@ -80,6 +82,15 @@ def _describe(net: libvirt.virNetwork) -> NetworkInfo:
     persistent = bool(net.isPersistent())
     active = bool(net.isActive())
     details = parse_network_details(root)
+    # The persistent definition (what an edit starts from); changes to it wait for a restart.
+    config_xml, details["pending"] = xml, False
+    if persistent and active:
+        try:
+            config_xml = net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
+        except libvirt.libvirtError as exc:  # the test driver has no separate definition
+            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                raise
+        details["pending"] = comparable(config_xml) != comparable(xml)
     forward_dev = None
     if forward is not None:
         forward_dev = forward.get("dev") or details["forward_pf"] or attr_of(forward, "interface", "dev")
@@ -96,7 +107,7 @@ def _describe(net: libvirt.virNetwork) -> NetworkInfo:
         ips=[parse_ip(ip) for ip in root.findall("ip")],
         details=details,
         leases=_leases(net) if active and details["mode"] in ("isolated", "nat", "route", "open") else [],
-        xml=xml,
+        xml=config_xml,
     )
 
 

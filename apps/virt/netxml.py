@@ -307,3 +307,24 @@ def spec_from_xml(xml: str) -> NetworkSpec:
         dns_hosts=[DnsHost(ip=h["ip"], hostnames=h["hostnames"]) for h in details["dns_hosts"]],
         ips=ips,
     )
+
+
+def comparable(xml: str) -> str:
+    """A network's XML without what libvirt adds when it runs one (connection count, the forward
+    device repeated as an <interface>, NAT's default port range), to tell pending changes apart."""
+    root = parse_xml(xml)
+    root.attrib.pop("connections", None)
+    forward = root.find("forward")
+    if forward is not None:
+        for iface in forward.findall("interface"):
+            if iface.get("dev") == forward.get("dev"):
+                forward.remove(iface)
+        for iface in forward.findall("interface"):
+            iface.attrib.pop("connections", None)
+        nat = forward.find("nat")
+        port = nat.find("port") if nat is not None else None
+        if port is not None and (port.get("start"), port.get("end")) == ("1024", "65535"):
+            nat.remove(port)
+        if nat is not None and len(nat) == 0:
+            forward.remove(nat)
+    return etree.tostring(root, encoding="unicode")
