@@ -9,8 +9,8 @@
   let refreshTimer = null;
 
   if (localStorage.getItem("vireo-task-panel") === "open") body.classList.add("show");
-  body.addEventListener("shown.bs.collapse", () => localStorage.setItem("vireo-task-panel", "open"));
-  body.addEventListener("hidden.bs.collapse", () => localStorage.setItem("vireo-task-panel", "closed"));
+  body.addEventListener("show.bs.collapse", () => localStorage.setItem("vireo-task-panel", "open"));
+  body.addEventListener("hide.bs.collapse", () => localStorage.setItem("vireo-task-panel", "closed"));
 
   function refreshPanel() {
     if (refreshTimer) return;
