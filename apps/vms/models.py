@@ -39,6 +39,12 @@ class VirtualMachine(models.Model):
     graphics = models.JSONField(default=list, blank=True)
     addresses = models.JSONField(default=list, blank=True, help_text="Guest addresses known from the NICs.")
     cpu_time_ns = models.BigIntegerField(null=True, blank=True)
+    snapshot_refusals = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Why snapshots cannot be taken now, by kind ("disk", "memory"); empty when they can.',
+    )
+    snapshots_synced = models.DateTimeField(null=True, blank=True)
     managed_save = models.BooleanField(
         default=False, help_text="Its memory is saved on the host (managed save): the next start restores it."
     )
@@ -102,3 +108,28 @@ class VirtualMachine(models.Model):
             "gone": self.gone,
             "addresses": self.addresses,
         }
+
+
+class Snapshot(models.Model):
+    """A libvirt snapshot of a VM, as last read from its host (refreshed after each change and periodically).
+
+    `parent` names the snapshot it was taken on top of; `current` marks the one the VM now runs from.
+    """
+
+    team_path = "vm__team"
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    parent = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=16, blank=True, help_text="The VM's state when it was taken.")
+    memory = models.BooleanField(default=False, help_text="It holds the running VM's memory too.")
+    current = models.BooleanField(default=False)
+    taken = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["taken", "name"]
+        constraints = [models.UniqueConstraint(fields=["vm", "name"], name="unique_snapshot_per_vm")]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name}@{self.name}" if self.vm_id else self.name
