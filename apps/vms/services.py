@@ -24,8 +24,11 @@ _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vm-action")
 
 
 def domain_fields(info: virt.DomainInfo) -> dict[str, Any]:
-    """The VirtualMachine model fields for a domain as libvirt reports it."""
-    return {
+    """The VirtualMachine model fields for a domain as libvirt reports it.
+
+    A VM seen shut off has no pending changes any more: its next boot uses its saved definition.
+    """
+    fields = {
         "name": info.name,
         "title": info.title or "",
         "description": info.description or "",
@@ -47,6 +50,9 @@ def domain_fields(info: virt.DomainInfo) -> dict[str, Any]:
         "cpu_time_ns": info.cpu_time_ns,
         "managed_save": info.managed_save,
     }
+    if info.state == virt.SHUTOFF:
+        fields["pending_changes"] = {}
+    return fields
 
 
 def refresh_vm(vm: VirtualMachine, conn=None) -> VirtualMachine:
