@@ -181,6 +181,8 @@ CELERY_BEAT_SCHEDULE = {
     "prune-inventory-changes": {"task": "apps.core.tasks.prune_inventory_changes", "schedule": 3600.0},
     # Jobs whose worker died (killed, crashed, machine lost) end failed, and their leftovers are removed.
     "fail-orphaned-jobs": {"task": "apps.core.tasks.fail_orphaned_jobs", "schedule": 60.0},
+    # Snapshots taken or removed outside Vireo (virsh, another manager) reach the mirror.
+    "sync-snapshots": {"task": "apps.vms.job_tasks.sync_all_snapshots", "schedule": 300.0},
 }
 
 # The local libvirt registered as the first host by `make run`.

@@ -11,11 +11,11 @@ from rest_framework.response import Response
 from apps import virt
 from apps.core.choices import Action
 from apps.core.job_api import JobSerializer
-from apps.core.permissions import restrict
+from apps.core.permissions import can, restrict
 
-from . import lifecycle, services
+from . import lifecycle, services, snapshots
 from .choices import VmAction
-from .models import VirtualMachine
+from .models import Snapshot, VirtualMachine
 
 
 class VmDeleteRequestSerializer(serializers.Serializer):
@@ -30,6 +30,31 @@ class VmBulkRequestSerializer(serializers.Serializer):
 
     action = serializers.ChoiceField(choices=VmAction.choices)
     vms = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    """A snapshot of a VM; `parent` names the one it was taken on top of."""
+
+    class Meta:
+        model = Snapshot
+        fields = ["name", "description", "parent", "state", "memory", "current", "taken"]
+        read_only_fields = fields
+
+
+class SnapshotListSerializer(serializers.Serializer):
+    """A VM's snapshots (oldest first) and why each kind of snapshot cannot be taken now."""
+
+    snapshots = SnapshotSerializer(many=True)
+    refusals = serializers.DictField(child=serializers.CharField())
+    synced = serializers.DateTimeField(allow_null=True)
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    """A new snapshot: of the disks, or (`memory`) of a running VM's disks and memory."""
+
+    name = serializers.CharField(max_length=200, trim_whitespace=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    memory = serializers.BooleanField(required=False, default=False)
 
 
 class VmActionResultSerializer(serializers.Serializer):
@@ -117,3 +142,72 @@ class VmLifecycleMixin:
         )
         body = {**JobSerializer(job).data, "skipped": sorted(ids - {vm.pk for vm in vms})}
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    def _vm_for(self, request, action_needed: str) -> VirtualMachine:
+        """The VM of the URL: 404 if unseen, 403 if the user may not take `action_needed` on it."""
+        self.required_action = Action.VIEW
+        vm = self.get_object()
+        if action_needed != Action.VIEW and not can(request.user, vm, action_needed):
+            self.permission_denied(request, message=f"You may not {action_needed} this VM.")
+        return vm
+
+    @extend_schema(responses={200: SnapshotListSerializer}, summary="The VM's snapshots", methods=["GET"])
+    @extend_schema(
+        request=SnapshotCreateSerializer,
+        responses={202: JobSerializer, 400: None, 409: None},
+        summary="Take a snapshot (a job)",
+        methods=["POST"],
+    )
+    @action(detail=True, methods=["get", "post"], url_path="snapshots")
+    def snapshots(self, request, pk=None):
+        """GET: the snapshots and refusals. POST: take a snapshot (operator or admin)."""
+        if request.method == "GET":
+            vm = self._vm_for(request, Action.VIEW)
+            body = {
+                "snapshots": SnapshotSerializer(vm.snapshots.all(), many=True).data,
+                "refusals": vm.snapshot_refusals,
+                "synced": vm.snapshots_synced,
+            }
+            return Response(body)
+        vm = self._vm_for(request, Action.OPERATE)
+        params = SnapshotCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            job = snapshots.submit_create(request.user, vm, request=request, **params.validated_data)
+        except virt.VirtError as exc:
+            return _invalid(exc)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: JobSerializer, 404: None, 409: None},
+        summary="Revert to a snapshot (a job)",
+    )
+    @action(detail=True, methods=["post"], url_path=r"snapshots/(?P<snapshot>[^/]+)/revert")
+    def snapshot_revert(self, request, pk=None, snapshot=None):
+        """Return the VM to the snapshot (operator or admin)."""
+        vm = self._vm_for(request, Action.OPERATE)
+        try:
+            job = snapshots.submit_revert(request.user, vm, snapshot, request=request)
+        except virt.NotFound as exc:
+            return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
+        except virt.VirtError as exc:
+            return _invalid(exc)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: JobSerializer, 404: None, 409: None},
+        summary="Delete a snapshot (a job)",
+    )
+    @action(detail=True, methods=["delete"], url_path=r"snapshots/(?P<snapshot>[^/]+)")
+    def snapshot_delete(self, request, pk=None, snapshot=None):
+        """Delete the snapshot; its children stay (admin)."""
+        vm = self._vm_for(request, Action.CHANGE)
+        try:
+            job = snapshots.submit_delete(request.user, vm, snapshot, request=request)
+        except virt.NotFound as exc:
+            return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
+        except virt.VirtError as exc:
+            return _invalid(exc)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -22,6 +22,7 @@ from . import lifecycle, services
 from .choices import VmAction
 from .filters import VirtualMachineFilterSet
 from .models import VirtualMachine
+from .snapshot_views import snapshot_context
 from .tables import ROW_FIELDS, vm_rows
 
 
@@ -74,11 +75,12 @@ class VmDetailView(LoginRequiredMixin, TemplateView):
     template_name = "vms/detail.html"
 
     def get_template_names(self):
-        return (
-            ["vms/_actions.html"]
-            if self.request.htmx and self.request.GET.get("part") == "actions"
-            else [self.template_name]
-        )
+        part = self.request.GET.get("part") if self.request.htmx else None
+        if part == "actions":
+            return ["vms/_actions.html"]
+        if part == "snapshots":
+            return ["vms/_snapshots.html"]
+        return [self.template_name]
 
     def get_context_data(self, pk: int, **kwargs):
         user = self.request.user
@@ -90,6 +92,7 @@ class VmDetailView(LoginRequiredMixin, TemplateView):
             may_console=can(user, vm, Action.CONSOLE),
             buttons=action_buttons(user, vm),
             may_delete=can(user, vm, Action.DELETE),
+            **snapshot_context(user, vm),
             history=history,
             changes=changes,
             **kwargs,
