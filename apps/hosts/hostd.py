@@ -20,7 +20,7 @@ import time
 import uuid as uuidlib
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -70,6 +70,12 @@ class HostWatcher(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            connections.close_all()  # this thread's database connections end with it
+
+    def _run(self) -> None:
         backoff = 1.0
         while not self.stopping.is_set():
             try:
