@@ -1,0 +1,87 @@
+"""A network page follows its forward device live: the device is created, deleted and created again on
+this machine while the NAT network runs; the open page shows present/absent without reloading, and the
+network stays active throughout."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+from playwright.sync_api import expect
+
+from tests.browser.conftest import off_loop, open_live, wait_until
+from tests.networks.conftest import HostLinks, link_exists, remove_networks, short_prefix
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+@pytest.fixture
+def links(run_prefix):
+    created = HostLinks(short_prefix(run_prefix) + "w")
+    try:
+        yield created
+    finally:
+        created.cleanup()
+
+
+def test_network_page_follows_forward_device(
+    settings, logged_in_page, owner, local_host, links, libvirt_system, run_prefix
+):
+    from apps.hosts.hostd import Supervisor
+    from apps.networks import services
+    from apps.networks.models import Network
+
+    settings.VIREO_HOSTD_LEASE_SECONDS = 3
+    settings.VIREO_INTERFACE_POLL_SECONDS = 0.5
+    dev = links.name("fd0")
+    assert not link_exists(dev)
+    off_loop(services.refresh_interfaces, local_host)
+    network, warnings = off_loop(
+        services.create_network,
+        owner,
+        local_host,
+        {
+            "name": run_prefix + "live-fwd",
+            "mode": "nat",
+            "forward_dev": dev,
+            "bridge": links.name("b0"),
+            "ipv4_address": "10.237.8.1/24",
+        },
+    )
+    assert dev in warnings[0]
+    supervisor = Supervisor(identity=f"net-browser-{run_prefix}")
+
+    def run() -> None:
+        try:
+            supervisor.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: type(local_host).objects.get(pk=local_host.pk).state == "online", 60, "host online"
+        )
+        page = logged_in_page(owner)
+        open_live(page, f"/networks/{network.pk}/", subscriptions=2)
+        state = page.locator("#forward-dev-state")
+        expect(state).to_have_text("absent")
+        expect(page.locator("#network-state")).to_have_text("Active")
+        page.evaluate("window.__marker = 1")
+        raw = libvirt_system.networkLookupByUUIDString(str(network.uuid))
+        for action, word in (("create", "present"), ("delete", "absent"), ("create", "present")):
+            if action == "create":
+                links.device("fd0")
+            else:
+                links.delete(dev)
+            expect(state).to_have_text(word, timeout=15_000)
+            expect(page.locator("#network-state")).to_have_text("Active")
+            assert raw.isActive() == 1
+        assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    finally:
+        supervisor.stop()
+        thread.join(timeout=20)
+        off_loop(lambda: services.delete_network(owner, Network.objects.get(pk=network.pk), force=True))
+        remove_networks(libvirt_system, run_prefix)
