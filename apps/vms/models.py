@@ -42,7 +42,7 @@ class VirtualMachine(models.Model):
     snapshot_refusals = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Why snapshots cannot be taken now, by kind ("disk", "memory"); empty when they can.',
+        help_text='What stops snapshots whatever the state: {"any": why, "memory": why}; empty if nothing.',
     )
     snapshots_synced = models.DateTimeField(null=True, blank=True)
     managed_save = models.BooleanField(
