@@ -12,6 +12,7 @@ from apps.core.api import RestrictedQuerysetMixin
 from apps.core.choices import Action
 
 from . import services
+from .change_api import VmChangeMixin
 from .choices import VmAction
 from .create_api import VmCreateMixin
 from .filters import VirtualMachineFilterSet
@@ -64,6 +65,8 @@ class VirtualMachineSerializer(VirtualMachineBriefSerializer):
             "nics",
             "graphics",
             "tags",
+            "is_template",
+            "pending_changes",
             "gone_since",
             "first_seen",
         ]
@@ -103,7 +106,7 @@ BRIEF_FIELDS = tuple(_COLUMN.get(name, name) for name in VirtualMachineBriefSeri
 
 
 class VirtualMachineViewSet(
-    VmCreateMixin, VmLifecycleMixin, RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet
+    VmChangeMixin, VmCreateMixin, VmLifecycleMixin, RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet
 ):
     """VMs on every host the user may see. Actions need the operator or admin role; creating one (POST)
     needs the admin role on the host's team."""

@@ -484,6 +484,7 @@ def create_vm(user, host, params: dict, report=None, *, journal: Journal | None 
                 path = upload_volume(conn, volume.pool.name, volume.name, volume.seed)
             elif volume.source_path:
                 report.progress(base, f"Copying {volume.source_path} to {volume.pool.name}/{volume.name}")
+                report.log(f"Copying {volume.source_path} to {volume.pool.name}/{volume.name}.")
                 span = 75 * max(volume.size_bytes, MIB) / total
 
                 def copied(now: int, whole: int, base=base, span=span, name=volume.name) -> None:
