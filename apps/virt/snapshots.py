@@ -54,8 +54,8 @@ def validate_snapshot_name(name: str) -> str:
     return name
 
 
-def support_from_xml(xml: str, state: str, persistent: bool, libvirt_version: int) -> SnapshotSupport:
-    """What snapshots a VM with this (live) XML in `state` allows on a libvirt of `libvirt_version`."""
+def lasting_refusals(xml: str, persistent: bool, libvirt_version: int) -> dict[str, str]:
+    """What stops snapshots of a VM whatever its state: {"any": why} and/or {"memory": why}."""
     root = parse_xml(xml)
     reasons: list[str] = []
     if not persistent:
@@ -85,21 +85,43 @@ def support_from_xml(xml: str, state: str, persistent: bool, libvirt_version: in
             "This host's libvirt cannot take internal snapshots of UEFI (pflash) VMs; "
             "it needs libvirt 10.10 or newer."
         )
-    disk_reason = " ".join(reasons) or None
-    memory_reason = disk_reason
-    if memory_reason is None:
-        if state not in (RUNNING, BLOCKED, PAUSED):
-            memory_reason = "The VM is not running; a snapshot of a stopped VM holds its disks only."
-        elif root.find("devices/hostdev") is not None:
-            memory_reason = (
-                "The VM has passed-through host devices, whose state cannot be saved; "
-                "shut it down for a disk snapshot."
-            )
-    if disk_reason is None and state in (RUNNING, BLOCKED, PAUSED):
-        # QEMU's internal snapshot of a running VM always saves its memory; disk-only ones need
-        # external snapshots, which this libvirt cannot revert.
-        disk_reason = "A running VM's snapshot includes its memory; shut it down for a disk-only snapshot."
-    return SnapshotSupport(disk=disk_reason, memory=memory_reason)
+    found = {"any": " ".join(reasons)} if reasons else {}
+    if root.find("devices/hostdev") is not None:
+        found["memory"] = (
+            "The VM has passed-through host devices, whose state cannot be saved; "
+            "shut it down for a disk snapshot."
+        )
+    return found
+
+
+def support_for_state(lasting: dict[str, str], state: str) -> SnapshotSupport:
+    """What snapshots a VM with these lasting refusals allows in `state`."""
+    running = state in (RUNNING, BLOCKED, PAUSED)
+    if lasting.get("any"):
+        return SnapshotSupport(disk=lasting["any"], memory=lasting["any"])
+    memory = lasting.get("memory")
+    if not running:
+        memory = "The VM is not running; a snapshot of a stopped VM holds its disks only."
+    # QEMU's internal snapshot of a running VM always saves its memory; disk-only ones need external
+    # snapshots, which this libvirt cannot revert.
+    disk = (
+        "A running VM's snapshot includes its memory; shut it down for a disk-only snapshot."
+        if running
+        else None
+    )
+    return SnapshotSupport(disk=disk, memory=memory)
+
+
+def support_from_xml(xml: str, state: str, persistent: bool, libvirt_version: int) -> SnapshotSupport:
+    """What snapshots a VM with this (live) XML in `state` allows on a libvirt of `libvirt_version`."""
+    return support_for_state(lasting_refusals(xml, persistent, libvirt_version), state)
+
+
+def snapshot_refusals(conn: libvirt.virConnect, uuid: str) -> dict[str, str]:
+    """The VM's lasting refusals (see lasting_refusals), from its live XML."""
+    dom = lookup(conn, uuid)
+    with translated(f"VM {dom.name()}"):
+        return lasting_refusals(dom.XMLDesc(0), bool(dom.isPersistent()), conn.getLibVersion())
 
 
 def snapshot_support(conn: libvirt.virConnect, uuid: str) -> SnapshotSupport:
@@ -203,7 +225,10 @@ __all__ = [
     "delete_snapshot",
     "list_snapshots",
     "revert_snapshot",
+    "lasting_refusals",
+    "snapshot_refusals",
     "snapshot_support",
+    "support_for_state",
     "support_from_xml",
     "validate_snapshot_name",
 ]

@@ -165,7 +165,7 @@ class VmLifecycleMixin:
             vm = self._vm_for(request, Action.VIEW)
             body = {
                 "snapshots": SnapshotSerializer(vm.snapshots.all(), many=True).data,
-                "refusals": vm.snapshot_refusals,
+                "refusals": snapshots.refusals_for(vm),
                 "synced": vm.snapshots_synced,
             }
             return Response(body)

@@ -19,7 +19,7 @@ def snapshot_context(user, vm: VirtualMachine) -> dict:
     """What the Snapshots tab shows: the tree, the refusals, and what the user may do."""
     return {
         "snapshot_tree": snapshots.snapshot_tree(vm),
-        "snapshot_refusals": vm.snapshot_refusals,
+        "snapshot_refusals": snapshots.refusals_for(vm),
         "may_snapshot": can(user, vm, Action.OPERATE),
         "may_delete_snapshots": can(user, vm, Action.CHANGE),
         "vm_running": vm.state in ("running", "blocked", "paused"),

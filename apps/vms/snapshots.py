@@ -29,10 +29,9 @@ def sync_snapshots(vm: VirtualMachine, conn=None) -> list[Snapshot]:
     uuid = str(vm.uuid)
     try:
         infos = virt_snapshots.list_snapshots(conn, uuid)
-        support = virt_snapshots.snapshot_support(conn, uuid).as_dict()
+        refusals = virt_snapshots.snapshot_refusals(conn, uuid)
     except virt.NotFound:
-        infos, support = [], {"disk": "This VM no longer exists on its host."}
-    refusals = {k: v for k, v in support.items() if v}
+        infos, refusals = [], {"any": "This VM no longer exists on its host."}
     with transaction.atomic():
         existing = {s.name: s for s in Snapshot.objects.filter(vm=vm)}
         Snapshot.objects.filter(vm=vm).exclude(name__in=[i.name for i in infos]).delete()
@@ -73,6 +72,14 @@ def sync_host_snapshots(host) -> int:
     return count
 
 
+def refusals_for(vm: VirtualMachine) -> dict[str, str]:
+    """Why a disk ("disk") or memory ("memory") snapshot of `vm` cannot be taken now, from the mirror."""
+    if vm.snapshots_synced is None:
+        return {}  # not read yet: the job checks on the host
+    support = virt_snapshots.support_for_state(vm.snapshot_refusals, vm.state)
+    return support.as_dict()
+
+
 def snapshot_tree(vm: VirtualMachine) -> list[dict]:
     """The VM's snapshots as a tree: [{"snapshot": s, "children": [...]}, ...] (roots oldest first)."""
     snapshots = list(vm.snapshots.all())
@@ -105,7 +112,7 @@ def submit_create(
     _busy(vm)
     if vm.snapshots.filter(name=name).exists():
         raise virt.InvalidInput(f"VM {vm.name} already has a snapshot called {name}.")
-    refusal = vm.snapshot_refusals.get("memory" if memory else "disk") if vm.snapshots_synced else None
+    refusal = refusals_for(vm).get("memory" if memory else "disk")
     if refusal:
         raise virt.InvalidState(refusal)
     kind = "with memory" if memory else "of the disks"
