@@ -208,3 +208,41 @@ def test_permissions(operator, viewer, outsider, vm):
         ).status_code
         == 404
     )
+
+
+def test_edit_pages_by_role(owner, operator, viewer, outsider, vm, client_for):
+    """Owner: edit page, changes and the XML editor; operator and viewer: the XML read-only, 403 on
+    changes; outsider: 404 everywhere."""
+    client = client_for(owner)
+    page = client.get(f"/vms/{vm.pk}/edit/")
+    assert page.status_code == 200 and "Attach a disk" in page.content.decode()
+    detail = client.get(f"/vms/{vm.pk}/").content.decode()
+    assert 'id="vm-edit"' in detail
+    response = client.post(
+        f"/vms/{vm.pk}/edit/settings/", {"title": "Edited", "vcpus": "2", "memory_mib": "256"}
+    )
+    assert response.status_code == 302
+    vm.refresh_from_db()
+    assert vm.title == "Edited" and vm.vcpus == 2
+    bad = client.post(f"/vms/{vm.pk}/edit/settings/", {"vcpus": "0", "memory_mib": "256"}, follow=True)
+    assert "vcpus: Must be at least 1." in bad.content.decode()
+    assert client.post(f"/vms/{vm.pk}/edit/no-such-change/", {}).status_code == 404
+    xml_page = client.get(f"/vms/{vm.pk}/xml/").content.decode()
+    assert "<textarea" in xml_page and "Validate and save" in xml_page
+    refused = client.post(f"/vms/{vm.pk}/xml/", {"xml": "<domain><name>broken"})
+    assert refused.status_code == 400 and "not well-formed" in refused.content.decode()
+    for member in (operator, viewer):
+        client = client_for(member)
+        assert client.get(f"/vms/{vm.pk}/edit/").status_code == 403
+        assert client.post(f"/vms/{vm.pk}/edit/settings/", {"title": "x"}).status_code == 403
+        xml_page = client.get(f"/vms/{vm.pk}/xml/")
+        assert xml_page.status_code == 200 and "<textarea" not in xml_page.content.decode()
+        assert "&lt;name&gt;change-me&lt;/name&gt;" in xml_page.content.decode()
+        assert client.post(f"/vms/{vm.pk}/xml/", {"xml": "<domain/>"}).status_code == 403
+        assert 'id="vm-edit"' not in client.get(f"/vms/{vm.pk}/").content.decode()
+    client = client_for(outsider)
+    for url in (f"/vms/{vm.pk}/edit/", f"/vms/{vm.pk}/xml/"):
+        assert client.get(url).status_code == 404
+    assert client.post(f"/vms/{vm.pk}/edit/settings/", {"title": "x"}).status_code == 404
+    vm.refresh_from_db()
+    assert vm.title == "Edited"
