@@ -392,10 +392,14 @@ def grow_volume(conn: libvirt.virConnect, path: str, size_bytes: int) -> None:
 
 
 def validate_spec_devices(*, disks: list[DiskSpec] | None = None, nics: list[NicSpec] | None = None) -> None:
-    """Validate devices on their own (through a throwaway spec): InvalidSpec if any value is wrong."""
-    from .builder import DomainSpec
+    """Validate one device on its own (through a throwaway spec): InvalidSpec by the device's field
+    names ("source", "mac", "bus"...) if any value is wrong."""
+    from .builder import DomainSpec, InvalidSpec
 
-    validate_spec(DomainSpec(name="device-check", disks=list(disks or []), nics=list(nics or [])))
+    try:
+        validate_spec(DomainSpec(name="device-check", disks=list(disks or []), nics=list(nics or [])))
+    except InvalidSpec as exc:
+        raise InvalidSpec({key.split(".", 2)[-1]: message for key, message in exc.errors.items()}) from exc
 
 
 def running_state(conn: libvirt.virConnect, uuid: str) -> bool:

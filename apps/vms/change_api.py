@@ -9,6 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps import virt
 from apps.core.choices import Action
 from apps.virt.builder import InvalidSpec
 from apps.virt.capabilities import CACHE_MODES, NIC_MODELS
@@ -122,6 +123,8 @@ def _run(request, serializer_class, call):
         return _respond(call(serializer.validated_data))
     except InvalidSpec as exc:
         return Response(field_errors(exc), status=status.HTTP_400_BAD_REQUEST)
+    except virt.NotFound as exc:  # a device the VM does not have
+        return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
 
 
 def _change_action(url_path: str, serializer_class, summary: str):

@@ -189,3 +189,53 @@ def test_template_copy_with_overrides(
         format="json",
     )
     assert smaller.status_code == 400 and "as large or larger" in smaller.json()["disks.0.size_mib"][0]
+
+
+@pytest.fixture
+def isolated_network(libvirt_system, run_prefix, system_host):
+    """An isolated libvirt network (no forwarding, 10.231.77.0/24) for this test, removed afterwards."""
+    import secrets
+
+    from lxml import etree
+
+    root = etree.Element("network")
+    etree.SubElement(root, "name").text = run_prefix + "net"
+    etree.SubElement(root, "bridge", name=f"vrt{secrets.token_hex(3)}")
+    etree.SubElement(root, "ip", address="10.231.77.1", netmask="255.255.255.0")
+    net = libvirt_system.networkDefineXML(etree.tostring(root, encoding="unicode"))
+    try:
+        net.create()
+        reconcile_host(system_host)
+        yield net.name()
+    finally:
+        if net.isActive():
+            net.destroy()
+        net.undefine()
+
+
+def test_nic_hot_plug(
+    owner, system_host, guest_pool, isolated_network, run_prefix, domain_type, libvirt_system
+):
+    name = run_prefix + "c-nic"
+    vm = _create(owner, system_host, guest_pool, name, domain_type, start=True)
+    dom = libvirt_system.lookupByName(name)
+    client = api(owner)
+    attached = client.post(
+        f"/api/v1/vms/{vm.pk}/nics/attach/",
+        {"kind": "network", "source": isolated_network, "mac": "52:54:00:aa:77:01", "model": "virtio"},
+        format="json",
+    )
+    assert attached.status_code == 200, attached.content
+    assert "NIC 52:54:00:aa:77:01 attached: applied now and saved." in attached.json()["messages"]
+    live = parse_xml(dom.XMLDesc(0)).find("devices/interface")
+    assert live.find("mac").get("address") == "52:54:00:aa:77:01"
+    assert live.find("source").get("network") == isolated_network
+    bad = client.post(
+        f"/api/v1/vms/{vm.pk}/nics/attach/", {"kind": "bridge", "source": "br0 && reboot"}, format="json"
+    )
+    assert bad.status_code == 400 and "interface name" in bad.json()["source"][0]
+    missing = client.post(f"/api/v1/vms/{vm.pk}/nics/detach/", {"mac": "52:54:00:00:00:99"}, format="json")
+    assert missing.status_code == 404 and "no NIC with MAC address" in missing.json()["detail"]
+    detached = client.post(f"/api/v1/vms/{vm.pk}/nics/detach/", {"mac": "52:54:00:aa:77:01"}, format="json")
+    assert detached.status_code == 200, detached.content
+    assert _inactive(dom).find("devices/interface") is None
