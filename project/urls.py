@@ -9,7 +9,7 @@ from rest_framework.routers import DefaultRouter
 from apps.core.job_api import JobViewSet
 from apps.core.views import DashboardView
 from apps.hosts.api import HostViewSet
-from apps.networks.api import HostInterfaceViewSet, NetworkViewSet
+from apps.networks.api import HostInterfaceViewSet, NetworkViewSet, VmNicViewSet
 from apps.vms.api import VirtualMachineViewSet
 
 router = DefaultRouter()
@@ -17,6 +17,7 @@ router.register("hosts", HostViewSet)
 router.register("vms", VirtualMachineViewSet)
 router.register("networks", NetworkViewSet)
 router.register("host-interfaces", HostInterfaceViewSet)
+router.register("vm-nics", VmNicViewSet, basename="vm-nic")
 router.register("jobs", JobViewSet)
 
 urlpatterns = [

@@ -16,6 +16,7 @@ from apps.core.api import RestrictedQuerysetMixin
 from apps.core.choices import Action
 from apps.core.permissions import restrict
 from apps.hosts.models import Host
+from apps.vms.models import VirtualMachine
 
 from . import services
 from .filters import HostInterfaceFilterSet, NetworkFilterSet
@@ -423,3 +424,103 @@ class HostInterfaceViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSe
     serializer_class = HostInterfaceSerializer
     filterset_class = HostInterfaceFilterSet
     filter_backends = [DjangoFilterBackend]
+
+
+class NicChangeSerializer(serializers.Serializer):
+    """A NIC change: applied to the running VM now (`live`) and/or its saved definition (`config`)."""
+
+    live = serializers.BooleanField()
+    config = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class VmNicViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
+    """A VM's NICs: list them with what they may connect to, set link state (operators), connect them to
+    a network, bridge or macvtap device (admins), reserve a NIC's address on its network."""
+
+    queryset = VirtualMachine.objects.select_related("host").order_by("pk")
+    serializer_class = NicChangeSerializer
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def retrieve(self, request, pk=None):
+        """The VM's NICs and the host's NIC choices."""
+        vm = self.get_object()
+        return Response({"nics": vm.nics, "choices": services.nic_choices(vm.host)})
+
+    def _change(self, request, **kwargs) -> Response:
+        vm = self.get_object()
+        mac = str(request.data.get("mac", ""))
+        try:
+            change = services.set_vm_nic(request.user, vm, mac, request=request, **kwargs)
+        except services.NetworkInputError as exc:
+            return _input_error(exc)
+        detail = (
+            "Changed now." if change.live else f"Saved; applies at the next boot. {change.detail}".strip()
+        )
+        return Response({"live": change.live, "config": change.config, "detail": detail})
+
+    @extend_schema(
+        request=inline_serializer(
+            "NicLinkRequest", {"mac": serializers.CharField(), "up": serializers.BooleanField()}
+        ),
+        responses={200: NicChangeSerializer},
+    )
+    @action(detail=True, methods=["post"], required_action=Action.OPERATE)
+    def link(self, request, pk=None):
+        """Plug a NIC's virtual cable in (up) or out (down)."""
+        up = request.data.get("up")
+        if not isinstance(up, bool):
+            return Response({"detail": 'Send {"mac": ..., "up": true} or false.'}, status=400)
+        return self._change(request, link_up=up)
+
+    @extend_schema(
+        request=inline_serializer(
+            "NicConnectRequest",
+            {
+                "mac": serializers.CharField(),
+                "kind": serializers.ChoiceField(choices=["network", "bridge", "direct"]),
+                "source": serializers.CharField(),
+                "mode": serializers.ChoiceField(
+                    choices=["bridge", "private", "vepa", "passthrough"], required=False
+                ),
+            },
+        ),
+        responses={200: NicChangeSerializer},
+    )
+    @action(detail=True, methods=["post"], required_action=Action.CHANGE)
+    def connect(self, request, pk=None):
+        """Connect a NIC to a virtual network, a host bridge, or a macvtap device of the VM's host."""
+        return self._change(
+            request,
+            kind=str(request.data.get("kind", "")),
+            source=str(request.data.get("source", "")),
+            mode=str(request.data.get("mode", "bridge")),
+        )
+
+    @extend_schema(
+        request=inline_serializer(
+            "NicReserveRequest", {"mac": serializers.CharField(), "ip": serializers.CharField()}
+        ),
+        responses={200: ActionResultSerializer},
+    )
+    @action(detail=True, methods=["post"], required_action=Action.VIEW)
+    def reserve(self, request, pk=None):
+        """Reserve an address for a NIC: a static lease on the virtual network it is connected to (needs
+        the change permission on that network)."""
+        vm = self.get_object()
+        mac, ip = str(request.data.get("mac", "")), str(request.data.get("ip", ""))
+        nic = next((n for n in vm.nics or [] if (n.get("mac") or "").lower() == mac.lower()), None)
+        network = None
+        if nic is not None and nic.get("type") == "network":
+            network = restrict(
+                Network.objects.filter(host_id=vm.host_id, name=nic.get("source"), gone=False), request.user
+            ).first()
+        if network is None:
+            return Response({"detail": "This NIC is not on a virtual network you may see."}, status=404)
+        if not restrict(Network.objects.filter(pk=network.pk), request.user, Action.CHANGE).exists():
+            raise PermissionDenied(f"You may not change network {network.name}.")
+        try:
+            network = services.reserve_vm_address(request.user, vm, mac, ip, request=request)
+        except services.NetworkInputError as exc:
+            return _input_error(exc)
+        return _result(network, f"{ip} reserved for {vm.name}.")

@@ -524,3 +524,78 @@ def virt_name(name: str) -> str:
     from .validation import check_dns_name
 
     return check_dns_name(name.replace("_", "-"))
+
+
+# A VM's NICs
+
+
+def set_vm_nic(
+    user,
+    vm,
+    mac: str,
+    *,
+    link_up: bool | None = None,
+    kind: str | None = None,
+    source: str = "",
+    mode: str = "bridge",
+    request=None,
+) -> virt.NicChange:
+    """Set a VM NIC's link state, or connect it to a virtual network (`kind` "network"), a host bridge
+    ("bridge") or a macvtap device ("direct", with `mode`) of the VM's host; live where libvirt allows it,
+    and in the saved definition (see apps.virt.nics). Checked against the mirror first."""
+    from apps.vms.services import refresh_vm
+
+    from .validation import check_ifname, check_mac
+
+    try:
+        mac = check_mac(mac)
+        if kind == "network":
+            if not Network.objects.filter(host_id=vm.host_id, name=source, gone=False).exists():
+                raise Invalid(f"Host {vm.host.name} has no network called {source!r}.")
+        elif kind == "bridge":
+            source = check_ifname(source)
+            interfaces = HostInterface.objects.filter(host_id=vm.host_id)
+            if interfaces.exists() and not interfaces.filter(name=source, kind="bridge").exists():
+                raise Invalid(f"Host {vm.host.name} has no bridge called {source}.")
+        elif kind == "direct":
+            source = check_ifname(source)
+            if mode not in virt.nics.MACVTAP_SOURCE_MODES:
+                raise Invalid(f"The macvtap mode is one of: {', '.join(virt.nics.MACVTAP_SOURCE_MODES)}.")
+        elif kind is not None:
+            raise Invalid("A NIC connects to a virtual network, a host bridge or a macvtap device.")
+        if kind is None and link_up is None:
+            raise Invalid("Nothing to change.")
+        if not any((n.get("mac") or "").lower() == mac for n in vm.nics or []):
+            raise Invalid(f"{vm.name} has no NIC with MAC address {mac}.")
+    except Invalid as exc:
+        raise NetworkInputError({"nic": [str(exc)]}) from exc
+    params = {
+        "mac": mac,
+        "link_up": link_up,
+        "kind": kind,
+        "source": source,
+        "mode": mode if kind == "direct" else "",
+    }
+    conn = _connection(vm.host)
+    try:
+        change = _quick(
+            lambda: virt.update_nic(
+                conn, str(vm.uuid), mac, link_up=link_up, kind=kind, source=source, mode=mode
+            )
+        )
+    except virt.VirtError as exc:
+        _failed(user, "vm.nic_update", vm, exc, request, params)
+        raise
+    try:
+        refresh_vm(vm, conn)
+    except virt.VirtError as exc:  # the change was made; hostd catches the mirror up
+        logger.warning("refreshing %s after a NIC change failed: %s", vm, exc)
+    record(
+        user,
+        "vm.nic_update",
+        vm,
+        params={**params, "live": change.live, "config": change.config},
+        message=change.detail,
+        request=request,
+    )
+    return change

@@ -394,3 +394,78 @@ class HostInterfaceListView(LoginRequiredMixin, TemplateView):
         interfaces = filterset.qs if filterset.is_valid() else queryset.none()
         page, query = paginate(self.request, interfaces.order_by("host__name", "name"))
         return super().get_context_data(filter=filterset, page=page, query=query, **kwargs)
+
+
+class VmNicsView(LoginRequiredMixin, TemplateView):
+    """A VM's NICs: link state, what each connects to (changed live where libvirt allows it), and
+    "reserve this address" for NICs on a virtual network."""
+
+    template_name = "networks/vm_nics.html"
+
+    def get_context_data(self, vm_pk: int, **kwargs):
+        from apps.vms.models import VirtualMachine
+
+        user = self.request.user
+        vm = get_restricted(VirtualMachine.objects.select_related("host"), user, pk=vm_pk)
+        networks = {n.name: n for n in restrict(Network.objects.filter(host_id=vm.host_id, gone=False), user)}
+        nics = []
+        for nic in vm.nics or []:
+            network = networks.get(nic.get("source")) if nic.get("type") == "network" else None
+            leases = []
+            if network is not None:
+                leases = [
+                    lease["ip"]
+                    for lease in network.leases
+                    if lease.get("mac") == (nic.get("mac") or "").lower()
+                ]
+            nics.append({**nic, "network": network, "current_ips": leases or nic.get("addresses") or []})
+        return super().get_context_data(
+            vm=vm,
+            nics=nics,
+            choices=services.nic_choices(vm.host),
+            may_operate=can(user, vm, Action.OPERATE),
+            may_change=can(user, vm, Action.CHANGE),
+            modes=("bridge", "private", "vepa", "passthrough"),
+            **kwargs,
+        )
+
+
+@login_required
+@require_POST
+def vm_nic_view(request, vm_pk: int, op: str):
+    """Set a NIC's link state (operators) or what it connects to (admins)."""
+    from apps.vms.models import VirtualMachine
+
+    if op not in ("link", "connect"):
+        raise Http404("Unknown NIC operation.")
+    action = Action.OPERATE if op == "link" else Action.CHANGE
+    vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, action, pk=vm_pk)
+    mac = request.POST.get("mac", "")
+    try:
+        if op == "link":
+            change = services.set_vm_nic(
+                request.user, vm, mac, link_up=request.POST.get("state") == "up", request=request
+            )
+        else:
+            target = request.POST.get("target", "")
+            kind, _, source = target.partition(":")
+            change = services.set_vm_nic(
+                request.user,
+                vm,
+                mac,
+                kind=kind,
+                source=source,
+                mode=request.POST.get("mode", "bridge"),
+                request=request,
+            )
+    except virt.VirtError as exc:
+        messages.error(request, exc.message)
+    else:
+        if change.live:
+            messages.success(request, f"NIC {mac} of {vm.name} changed now.")
+        else:
+            messages.warning(
+                request,
+                f"NIC {mac} of {vm.name} changed in its definition; it applies at the next boot. {change.detail}",
+            )
+    return redirect("networks:vm-nics", vm_pk=vm.pk)

@@ -74,6 +74,7 @@ from .netxml import (
     build_network_xml,
     spec_from_xml,
 )
+from .nics import NicChange, update_nic
 from .states import (
     BLOCKED,
     CRASHED,
@@ -121,6 +122,8 @@ __all__ = [
     "DhcpHost",
     "DnsHost",
     "InterfaceInfo",
+    "NicChange",
+    "update_nic",
     "IpSpec",
     "NetworkSpec",
     "add_dhcp_host",

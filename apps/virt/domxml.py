@@ -31,6 +31,8 @@ class NicInfo:
     model: str | None
     target: str | None
     addresses: list[str] = field(default_factory=list)
+    #: "up" or "down" (libvirt's <link state=…>; absent means up).
+    link: str = "up"
 
 
 @dataclass
@@ -99,6 +101,7 @@ def _parse_nic(nic: etree._Element) -> NicInfo:
         source=source,
         model=attr_of(nic, "model", "type"),
         target=attr_of(nic, "target", "dev"),
+        link=attr_of(nic, "link", "state", "up") or "up",
     )
 
 
