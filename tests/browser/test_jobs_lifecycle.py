@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from apps.core.models import Job
-from tests.browser.conftest import mirrored_vm, reconciled
+from tests.browser.conftest import mirrored_vm, open_live, reconciled
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 JOB_TIMEOUT = 60_000
@@ -48,3 +48,44 @@ def test_delete_a_vm_with_its_disk(
     with page.expect_navigation():
         page.dblclick(f'#task-panel-body tr[data-job="{job.pk}"] td:nth-child(4)')
     assert page.url.endswith(f"/jobs/{job.pk}/")
+
+
+def test_snapshot_and_revert_from_the_vm_page(
+    logged_in_page, owner, local_host, live_server_url, celery_worker, disk_vm_factory
+):
+    from tests.browser.conftest import off_loop, wait_until
+
+    guest = disk_vm_factory()
+    reconciled(local_host)
+    vm = mirrored_vm(local_host, guest.uuid, "shutoff", timeout=5)
+
+    page = logged_in_page(owner)
+    page.on("dialog", lambda dialog: dialog.accept())
+    open_live(page, f"/vms/{vm.pk}/", subscriptions=2)
+    page.click("#snapshots-tab")
+    expect(page.locator("#snapshot-tree")).to_contain_text("Snapshots not read from the host yet.")
+    page.fill("#snapshot-name", "before-change")
+    page.fill("#snapshot-description", "known good")
+    expect(page.locator("#snapshot-memory")).not_to_be_checked()
+    with page.expect_navigation():
+        page.click("#snapshot-create")
+    expect(page.locator("#messages")).to_contain_text("Snapshot before-change of")
+    page.click("#snapshots-tab")
+    node = page.locator('#snapshot-tree [data-snapshot="before-change"]')
+    expect(node).to_contain_text("known good", timeout=JOB_TIMEOUT)  # the tab follows the job live
+    expect(node.locator('[data-current="true"]')).to_be_visible()
+
+    # Start the VM from the page, then revert: the disk snapshot of a stopped VM stops it again.
+    with page.expect_navigation():
+        page.click('#vm-actions button[data-action="start"]')
+    expect(page.locator("#vm-state")).to_have_text("Running")
+    assert guest.domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    page.click("#snapshots-tab")
+    expect(page.locator("#snapshot-refusal-disk")).to_contain_text("includes its memory")
+    with page.expect_navigation():
+        page.click('[data-revert="before-change"]')
+    expect(page.locator("#vm-state")).to_have_text("Off", timeout=JOB_TIMEOUT)
+    job = Job.objects.get(kind="vm.snapshot.revert", vm=vm)
+    wait_until(lambda: Job.objects.get(pk=job.pk).state == "succeeded", 30, "the revert job")
+    assert guest.domain.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    assert off_loop(lambda: [s.getName() for s in guest.domain.listAllSnapshots(0)]) == ["before-change"]
