@@ -198,3 +198,55 @@ def test_permissions(operator, viewer, outsider, superuser, host, django_capture
     assert hidden.status_code == 400 and "does not exist" in hidden.json()["host"][0]
     assert not Job.objects.exists()
     assert create(api(superuser), body(host), django_capture_on_commit_callbacks).status_code == 202
+
+
+def test_a_lost_worker_leaves_nothing_behind(owner, host):
+    """A worker killed mid-creation: the sweep fails the job and removes the domain and volumes that its
+    journal lists (found by the UUID and name the job chose, never anything else)."""
+    from django.utils import timezone
+
+    import apps.vms.tasks  # noqa: F401 - registers the task and its cleanup, as a worker's autodiscovery does
+    from apps.core.jobs import fail_orphan
+    from apps.virt.builder import DomainSpec, build_domain_xml
+    from apps.virt.domedit import define_domain
+
+    conn = connection_for(host)
+    disk = volumes.create_volume(conn, POOL, "lost-disk0.qcow2", 2**20)
+    spec = DomainSpec(name="lost", domain_type="test", arch="i686", memory_mib=64)
+    uuid = define_domain(conn, build_domain_xml(spec))
+    bystander = define_domain(
+        conn, build_domain_xml(DomainSpec(name="bystander", domain_type="test", arch="i686"))
+    )
+    job = Job.objects.create(
+        team=host.team,
+        user=owner,
+        kind="vm.create",
+        title="Create VM lost",
+        task="vms.create",
+        host=host,
+        state=JobState.RUNNING,
+        started=timezone.now(),
+        worker="gone-host:1",
+        params={"name": "lost"},
+        result={"made": {"domain_uuid": uuid, "domain_name": "lost", "volumes": [disk.path]}},
+    )
+    fail_orphan(job)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and "What it had made was removed" in job.error
+    assert not domain_exists(conn, "lost") and "lost-disk0.qcow2" not in volumes.pool_volume_names(conn, POOL)
+    assert domain_exists(conn, "bystander")
+    # A journal naming someone else's domain (same UUID, other name) removes nothing of it.
+    other = Job.objects.create(
+        team=host.team,
+        kind="vm.create",
+        title="x",
+        task="vms.create",
+        host=host,
+        state=JobState.RUNNING,
+        started=timezone.now(),
+        worker="gone-host:1",
+        result={"made": {"domain_uuid": bystander, "domain_name": "lost", "volumes": []}},
+    )
+    fail_orphan(other)
+    assert domain_exists(conn, "bystander")
+    remove_domain(conn, bystander)
