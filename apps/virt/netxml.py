@@ -175,8 +175,8 @@ def build_network_xml(spec: NetworkSpec) -> str:
             dhcp = _sub(element, "dhcp")
             if ip.dhcp_start:
                 _sub(dhcp, "range", start=ip.dhcp_start, end=ip.dhcp_end)
-            for host in ip.hosts:
-                dhcp.append(dhcp_host_element(host))
+            for lease in ip.hosts:
+                dhcp.append(dhcp_host_element(lease))
     return to_xml(root)
 
 
