@@ -85,3 +85,51 @@ def test_network_page_follows_forward_device(
         thread.join(timeout=20)
         off_loop(lambda: services.delete_network(owner, Network.objects.get(pk=network.pk), force=True))
         remove_networks(libvirt_system, run_prefix)
+
+
+def test_create_network_from_the_form_then_lease_and_stop(
+    logged_in_page, owner, local_host, links, libvirt_system, run_prefix
+):
+    from apps.networks.models import Network
+    from tests.browser.conftest import reconciled
+
+    reconciled(local_host)
+    name = run_prefix + "form"
+    page = logged_in_page(owner)
+    try:
+        page.goto(f"/networks/add/?host={local_host.pk}")
+        page.fill("#id_name", name)
+        page.select_option("#id_mode", "isolated")
+        page.fill("#id_bridge", links.name("fb"))
+        page.fill("#id_ipv4_address", "10.237.12.1/33")
+        page.fill("#id_ipv4_dhcp_start", "10.237.12.100")
+        page.fill("#id_ipv4_dhcp_end", "10.237.12.150")
+        page.fill("#id_ipv4_leases", "52:54:00:37:0c:10 10.237.12.10 web")
+        page.fill("#id_dns_hosts", "10.237.12.5 db")
+        page.click("#network-form button.btn-primary")
+        expect(page.locator("#network-form")).to_contain_text("between 1 and 30")
+        assert not off_loop(lambda: Network.objects.filter(name=name).exists())
+
+        page.fill("#id_ipv4_address", "10.237.12.1/24")
+        with page.expect_navigation():
+            page.click("#network-form button.btn-primary")
+        expect(page.locator("#messages")).to_contain_text(f"Network {name} created")
+        expect(page.locator("#network-state")).to_have_text("Active")
+        assert libvirt_system.networkLookupByName(name).isActive() == 1
+
+        page.click("button[data-bs-target='#dhcp']")
+        expect(page.locator("#static-leases")).to_contain_text("52:54:00:37:0c:10")
+        page.fill("#lease-mac", "52:54:00:37:0c:11")
+        page.fill("#lease-ip", "10.237.12.11")
+        with page.expect_navigation():
+            page.click("#lease-form button")
+        expect(page.locator("#messages")).to_contain_text("Static lease of 10.237.12.11 added")
+        assert "52:54:00:37:0c:11" in libvirt_system.networkLookupByName(name).XMLDesc(0)
+        expect(page.locator("#network-state")).to_have_text("Active")
+
+        with page.expect_navigation():
+            page.click("button[data-action='stop']")
+        expect(page.locator("#network-state")).to_have_text("Inactive")
+        assert libvirt_system.networkLookupByName(name).isActive() == 0
+    finally:
+        remove_networks(libvirt_system, run_prefix)
