@@ -96,7 +96,7 @@ class NetworkDetailView(LoginRequiredMixin, TemplateView):
         vms = services.attached_vms(network, restrict(VirtualMachine.objects.all(), user))
         details = network.details or {}
         dev_interface = (
-            HostInterface.objects.filter(host=network.host, name=network.forward_dev).first()
+            restrict(HostInterface.objects.filter(host=network.host, name=network.forward_dev), user).first()
             if network.forward_dev
             else None
         )
@@ -118,10 +118,11 @@ class NetworkDetailView(LoginRequiredMixin, TemplateView):
         )
 
 
-def _interface_context(host) -> dict:
+def _interface_context(user, host) -> dict:
+    """The host's interfaces and bridges, offered as suggestions in the form."""
     if host is None:
         return {"interfaces": [], "bridges": []}
-    interfaces = list(HostInterface.objects.filter(host=host))
+    interfaces = list(restrict(HostInterface.objects.filter(host=host), user))
     return {"interfaces": interfaces, "bridges": [i for i in interfaces if i.kind == "bridge"]}
 
 
@@ -139,14 +140,16 @@ class NetworkCreateView(LoginRequiredMixin, View):
             return render(request, "403.html", {"reason": "You are not an admin of any team."}, status=403)
         form = NetworkForm(user=request.user, initial={"host": request.GET.get("host"), "mode": "nat"})
         return render(
-            request, "networks/form.html", {"form": form, **_interface_context(self._host(request, form))}
+            request,
+            "networks/form.html",
+            {"form": form, **_interface_context(request.user, self._host(request, form))},
         )
 
     def post(self, request):
         if not teams_for(request.user, Action.ADD).exists():
             return render(request, "403.html", {"reason": "You are not an admin of any team."}, status=403)
         form = NetworkForm(request.POST, user=request.user)
-        context = {"form": form, **_interface_context(self._host(request, form))}
+        context = {"form": form, **_interface_context(request.user, self._host(request, form))}
         if not form.is_valid():
             return render(request, "networks/form.html", context, status=400)
         host = form.cleaned_data["host"]
@@ -195,13 +198,13 @@ class NetworkEditView(LoginRequiredMixin, View):
         return render(
             request,
             "networks/form.html",
-            {"form": form, "network": network, **_interface_context(network.host)},
+            {"form": form, "network": network, **_interface_context(request.user, network.host)},
         )
 
     def post(self, request, pk):
         network = self._network(request, pk)
         form = NetworkForm(request.POST, user=request.user, instance=network)
-        context = {"form": form, "network": network, **_interface_context(network.host)}
+        context = {"form": form, "network": network, **_interface_context(request.user, network.host)}
         if not form.is_valid():
             return render(request, "networks/form.html", context, status=400)
         try:

@@ -225,6 +225,31 @@ def test_reserve_from_a_vm_nic(client_for, network, owner, viewer):
     assert any(h["ip"] == "10.231.7.88" and h["name"] == "test" for h in network.details["dhcp_hosts"])
 
 
+def test_operator_and_outsider_may_not_change_leases_dns_or_reserve(client_for, network, operator, outsider):
+    vm = VirtualMachine.objects.get(host=network.host, name="test")
+    vm.nics = [{"mac": "52:54:00:00:07:88", "type": "network", "source": "lab"}]
+    vm.save()
+    lease = {"family": "ipv4", "mac": "52:54:00:00:07:41", "ip": "10.231.7.41"}
+    for user, code in ((operator, 403), (outsider, 404)):
+        client = client_for(user)
+        assert client.post(f"/networks/{network.pk}/leases/add/", lease).status_code == code
+        assert (
+            client.post(f"/networks/{network.pk}/leases/remove/", {"ip": "10.231.7.10"}).status_code == code
+        )
+        assert (
+            client.post(
+                f"/networks/{network.pk}/dns/add/", {"ip": "10.231.7.9", "hostnames": "x"}
+            ).status_code
+            == code
+        )
+        assert client.post(f"/networks/{network.pk}/dns/remove/", {"ip": "10.231.7.5"}).status_code == code
+        reserve = {"mac": "52:54:00:00:07:88", "ip": "10.231.7.88"}
+        assert client.post(f"/networks/reserve/{vm.pk}/", reserve).status_code == code
+    network.refresh_from_db()
+    assert [h["ip"] for h in network.details["dhcp_hosts"]] == ["10.231.7.10"]
+    assert network.details["dns_hosts"] == [{"ip": "10.231.7.5", "hostnames": ["db", "db2"]}]
+
+
 def test_interfaces_page(client_for, net_host, owner, outsider):
     assert "aa:bb:cc:dd:ee:ff" in client_for(owner).get("/networks/interfaces/").content.decode()
     assert "aa:bb:cc:dd:ee:ff" not in client_for(outsider).get("/networks/interfaces/").content.decode()
