@@ -11,7 +11,7 @@ from apps import virt
 from apps.core.jobs import job_task
 from apps.core.models import Job
 
-from . import lifecycle, snapshots
+from . import cloning, lifecycle, snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +56,9 @@ def sync_all_snapshots() -> None:
             snapshots.sync_host_snapshots(host)
         except virt.VirtError as exc:
             logger.info("snapshots of %s not refreshed: %s", host, exc.message)
+
+
+@job_task("apps.vms.job_tasks.clone_vm_task", cleanup=cloning.undo_clone)
+def clone_vm_task(job: Job, report) -> dict:
+    """Clone a VM (full copies of its disks, with progress); a half-made clone is removed."""
+    return cloning.run_clone(job, report)

@@ -13,7 +13,7 @@ from apps.core.choices import Action
 from apps.core.job_api import JobSerializer
 from apps.core.permissions import can, restrict
 
-from . import lifecycle, services, snapshots
+from . import cloning, lifecycle, services, snapshots
 from .choices import VmAction
 from .models import Snapshot, VirtualMachine
 
@@ -55,6 +55,13 @@ class SnapshotCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, trim_whitespace=False)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
     memory = serializers.BooleanField(required=False, default=False)
+
+
+class CloneRequestSerializer(serializers.Serializer):
+    """The clone's name and the pool (id or name) that receives the copied disks."""
+
+    name = serializers.CharField(max_length=200, trim_whitespace=False)
+    pool = serializers.CharField(max_length=255)
 
 
 class VmActionResultSerializer(serializers.Serializer):
@@ -208,6 +215,23 @@ class VmLifecycleMixin:
             job = snapshots.submit_delete(request.user, vm, snapshot, request=request)
         except virt.NotFound as exc:
             return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
+        except virt.VirtError as exc:
+            return _invalid(exc)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=CloneRequestSerializer,
+        responses={202: JobSerializer, 400: None, 409: None},
+        summary="Clone the VM (a job): full copies of its disks, new UUID and MACs",
+    )
+    @action(detail=True, methods=["post"], required_action=Action.ADD)
+    def clone(self, request, pk=None):
+        """Queue a full clone of the (shut off) VM; needs the admin role."""
+        vm = self.get_object()
+        params = CloneRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            job = cloning.submit_clone(request.user, vm, request=request, **params.validated_data)
         except virt.VirtError as exc:
             return _invalid(exc)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import edit_views, snapshot_views, views, wizard
+from . import clone_views, edit_views, snapshot_views, views, wizard
 
 app_name = "vms"
 urlpatterns = [
@@ -10,6 +10,7 @@ urlpatterns = [
     path("create/check/", wizard.create_check_view, name="create_check"),
     path("<int:pk>/", views.VmDetailView.as_view(), name="detail"),
     path("<int:pk>/delete/", views.VmDeleteView.as_view(), name="delete"),
+    path("<int:pk>/clone/", clone_views.VmCloneView.as_view(), name="clone"),
     path("<int:pk>/snapshots/", snapshot_views.snapshot_create_view, name="snapshot-create"),
     path(
         "<int:pk>/snapshots/<str:name>/revert/", snapshot_views.snapshot_revert_view, name="snapshot-revert"

@@ -92,6 +92,7 @@ class VmDetailView(LoginRequiredMixin, TemplateView):
             may_console=can(user, vm, Action.CONSOLE),
             buttons=action_buttons(user, vm),
             may_delete=can(user, vm, Action.DELETE),
+            may_clone=can(user, vm, Action.ADD),
             may_change=can(user, vm, Action.CHANGE),
             **snapshot_context(user, vm),
             history=history,
