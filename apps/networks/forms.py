@@ -30,6 +30,27 @@ MODE_LABELS = {
     "hostdev": "SR-IOV hostdev (VF pool of a PF)",
 }
 SPLIT = re.compile(r"[\s,]+")
+_ROUTED = " ".join(virt.ROUTED_MODES)
+_MACVTAP = " ".join(virt.MACVTAP_MODES)
+#: The forward modes each field applies to (the form shows only those of the chosen mode).
+FIELD_MODES = {
+    "forward_dev": "nat route hostdev",
+    "forward_devices": _MACVTAP,
+    "nat_start": "nat",
+    "nat_end": "nat",
+    "nat_port_start": "nat",
+    "nat_port_end": "nat",
+    "bridge": f"{_ROUTED} bridge",
+    "stp": _ROUTED,
+    "delay": _ROUTED,
+    "mtu": _ROUTED,
+    **{
+        f"{family}_{part}": _ROUTED
+        for family in ("ipv4", "ipv6")
+        for part in ("address", "dhcp_start", "dhcp_end", "leases")
+    },
+    **{name: _ROUTED for name in ("domain_name", "dns_local_only", "dns_forwarders", "dns_hosts")},
+}
 
 
 def split_words(text: str) -> list[str]:
@@ -155,6 +176,8 @@ class NetworkForm(forms.Form):
         self.instance = instance
         self.spec = None
         self.warnings: list[str] = []
+        for name, modes in FIELD_MODES.items():
+            self.fields[name].modes = modes
         self.fields["forward_dev"].widget.attrs["list"] = "host-interfaces"
         self.fields["bridge"].widget.attrs["list"] = "host-bridges"
         if instance is not None:

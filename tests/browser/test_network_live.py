@@ -99,7 +99,11 @@ def test_create_network_from_the_form_then_lease_and_stop(
     try:
         page.goto(f"/networks/add/?host={local_host.pk}")
         page.fill("#id_name", name)
+        page.select_option("#id_mode", "macvtap-vepa")  # only its own fields show
+        expect(page.locator("#id_forward_devices")).to_be_visible()
+        expect(page.locator("#id_ipv4_address")).to_be_hidden()
         page.select_option("#id_mode", "isolated")
+        expect(page.locator("#id_forward_devices")).to_be_hidden()
         page.fill("#id_bridge", links.name("fb"))
         page.fill("#id_ipv4_address", "10.237.12.1/33")
         page.fill("#id_ipv4_dhcp_start", "10.237.12.100")
