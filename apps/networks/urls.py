@@ -6,6 +6,7 @@ app_name = "networks"
 urlpatterns = [
     path("", views.NetworkListView.as_view(), name="list"),
     path("add/", views.NetworkCreateView.as_view(), name="add"),
+    path("bulk/", views.network_bulk_view, name="bulk"),
     path("interfaces/", views.HostInterfaceListView.as_view(), name="interfaces"),
     path("reserve/<int:vm_pk>/", views.reserve_view, name="reserve"),
     path("vm/<int:vm_pk>/nics/", views.VmNicsView.as_view(), name="vm-nics"),

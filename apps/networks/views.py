@@ -472,3 +472,37 @@ def vm_nic_view(request, vm_pk: int, op: str):
                 f"NIC {mac} of {vm.name} changed in its definition; it applies at the next boot. {change.detail}",
             )
     return redirect("networks:vm-nics", vm_pk=vm.pk)
+
+
+@login_required
+@require_POST
+def network_bulk_view(request):
+    """Start, stop or switch autostart of the selected networks (only those the user may)."""
+    action = request.POST.get("action", "")
+    if action not in ACTION_PERMISSIONS:
+        messages.error(request, "Choose an action for the selected networks.")
+        return _back(request, "networks:list")
+    ids = [i for i in request.POST.getlist("selected") if i.isdigit()]
+    if not ids:
+        messages.error(request, "Select at least one network.")
+        return _back(request, "networks:list")
+    networks = list(
+        restrict(Network.objects.select_related("host"), request.user, ACTION_PERMISSIONS[action]).filter(
+            pk__in=ids, gone=False
+        )
+    )
+    done = 0
+    for network in networks:
+        try:
+            services.network_action(request.user, network, action, request=request)
+            done += 1
+        except virt.VirtError as exc:
+            messages.error(request, f"{services.NETWORK_ACTIONS[action]} {network.name}: {exc.message}")
+    if done:
+        messages.success(
+            request, f"{services.NETWORK_ACTIONS[action]}: {done} of {len(networks)} networks done."
+        )
+    skipped = len(set(ids)) - len(networks)
+    if skipped:
+        messages.warning(request, f"{skipped} selected networks were skipped: you may not {action} them.")
+    return _back(request, "networks:list")

@@ -263,3 +263,21 @@ def test_list_filters(client_for, network, owner):
     assert client.get("/networks/?ordering=-mode").status_code == 200
     status = client.get(f"/networks/{network.pk}/?part=status", HTTP_HX_REQUEST="true").content.decode()
     assert status.strip().startswith('<div id="network-status"') and "forward-dev-state" in status
+
+
+def test_bulk_actions(client_for, network, net_host, owner, operator, viewer):
+    default = Network.objects.get(host=net_host, name="default")
+    selected = {"selected": [network.pk, default.pk], "next": "/networks/"}
+    client_for(viewer).post("/networks/bulk/", {"action": "stop", **selected})
+    assert Network.objects.get(pk=network.pk).active
+    response = client_for(operator).post("/networks/bulk/", {"action": "stop", **selected}, follow=True)
+    assert "Stop: 2 of 2 networks done." in response.content.decode()
+    assert not Network.objects.filter(pk__in=[network.pk, default.pk], active=True).exists()
+    response = client_for(operator).post(
+        "/networks/bulk/", {"action": "autostart-on", **selected}, follow=True
+    )
+    assert "2 selected networks were skipped" in response.content.decode()
+    client_for(owner).post("/networks/bulk/", {"action": "start", **selected})
+    assert Network.objects.filter(pk__in=[network.pk, default.pk], active=True).count() == 2
+    response = client_for(owner).post("/networks/bulk/", {"action": "", **selected}, follow=True)
+    assert "Choose an action" in response.content.decode()
