@@ -114,6 +114,8 @@ def _volumes_for(user, host):
 
 def resolve_volume(user, host, ref: Any, field_name: str, *, what: str) -> StorageVolume:
     """A volume of a pool on `host` the user may see, given by mirror id or by path; InvalidSpec if not."""
+    if ref in (None, ""):
+        raise InvalidSpec({field_name: f"Choose the {what}."})
     queryset = _volumes_for(user, host)
     volume = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):

@@ -82,6 +82,12 @@ def _int_or_none(value: str):
     return value if value else None
 
 
+def _changed(value: str, current: int):
+    """The typed value unless it equals the current one (then None: left alone)."""
+    value = _int_or_none(value)
+    return None if value is not None and value == str(current) else value
+
+
 @login_required
 @require_POST
 def vm_change_view(request, pk: int, what: str):
@@ -98,9 +104,10 @@ def vm_change_view(request, pk: int, what: str):
                     "description": post.get("description", "").replace("\r\n", "\n"),
                     "tags": [t for t in post.get("tags", "").split(",")],
                     "autostart": post.get("autostart") == "on",
-                    "vcpus": _int_or_none(post.get("vcpus")),
+                    # Only what was changed: an unchanged number is not applied again.
+                    "vcpus": _changed(post.get("vcpus"), vm.vcpus),
                     "max_vcpus": _int_or_none(post.get("max_vcpus")),
-                    "memory_mib": _int_or_none(post.get("memory_mib")),
+                    "memory_mib": _changed(post.get("memory_mib"), vm.memory_mib),
                     "max_memory_mib": _int_or_none(post.get("max_memory_mib")),
                 },
                 request=request,
