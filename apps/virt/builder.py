@@ -378,7 +378,7 @@ def _target_name(prefix: str, index: int) -> str:
     return prefix + letters
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str | None) -> etree._Element:
     node = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
     if text is not None:
         node.text = text
