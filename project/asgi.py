@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from apps.console.consumers import SerialConsumer  # noqa: E402
+from apps.console.consumers import ConsolePresenceConsumer, SerialConsumer  # noqa: E402
 from apps.core.consumers import LiveConsumer  # noqa: E402
 from apps.core.runtime import freeze_startup_objects  # noqa: E402
 
@@ -25,6 +25,7 @@ application = ProtocolTypeRouter(
                     [
                         path("ws/live/", LiveConsumer.as_asgi()),
                         path("ws/serial/<int:pk>/", SerialConsumer.as_asgi()),
+                        path("ws/console/<int:pk>/", ConsolePresenceConsumer.as_asgi()),
                     ]
                 )
             )

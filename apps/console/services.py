@@ -22,7 +22,7 @@ from apps.audit.models import Outcome
 from apps.audit.services import record
 from apps.core.choices import Action
 from apps.core.live import redis_client
-from apps.core.permissions import get_restricted
+from apps.core.permissions import can, get_restricted
 from apps.vms.choices import VmState
 from apps.vms.models import VirtualMachine
 
@@ -44,6 +44,9 @@ class ConsoleTicket:
     vm_id: int
     target_port: int
     ttl: int
+    #: The id the console's session will have once websockify opens it (presence and control use it).
+    session_id: str = ""
+    view_only: bool = False
 
 
 def token_ttl() -> int:
@@ -143,12 +146,14 @@ def live_vnc_port(vm: VirtualMachine) -> int:
 def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket:
     """Check that `user` may open `vm`'s console now, and issue a single-use token for websockify.
 
-    Raises Http404 (may not see the VM), PermissionDenied (may not open its console), or ConsoleRefused
-    (VM off, no VNC, remote host, VNC beyond loopback, the user's console cap reached). Tickets and refusals
-    are audited ("vm.console.ticket"); the console's open and close are audited when websockify connects
-    and disconnects it (sessions.py).
+    Users with the `console` permission get a console they may control; those who may only view the VM
+    (viewers) get a view-only one (websockify drops its input, see rfb.py). Raises Http404 (may not see
+    the VM) or ConsoleRefused (VM off, no VNC, remote host, VNC beyond loopback, the user's console cap
+    reached). Tickets and refusals are audited ("vm.console.ticket"); the console's open and close are
+    audited when websockify connects and disconnects it (sessions.py).
     """
-    vm = get_restricted(VirtualMachine.objects.select_related("host"), user, Action.CONSOLE, pk=vm.pk)
+    vm = get_restricted(VirtualMachine.objects.select_related("host"), user, Action.VIEW, pk=vm.pk)
+    action = Action.CONSOLE if can(user, vm, Action.CONSOLE) else Action.VIEW
     try:
         reason = mirror_refusal(vm) or cap_refusal(user)
         if reason:
@@ -160,6 +165,8 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
     token = secrets.token_urlsafe(32)
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     ticket: dict[str, Any] = {
+        "session_id": secrets.token_hex(8),
+        "action": action,
         "user_id": user.pk,
         "vm_id": vm.pk,
         "host_id": vm.host.pk,
@@ -169,8 +176,16 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
     }
     ttl = token_ttl()
     redis_client().set(token_key(hash_token(token)), json.dumps(ticket), ex=ttl)
-    record(user, "vm.console.ticket", vm, params={"host": vm.host.name, "vnc_port": port}, request=request)
-    return ConsoleTicket(token=token, vm_id=vm.pk, target_port=port, ttl=ttl)
+    params = {"host": vm.host.name, "vnc_port": port, "view_only": action == Action.VIEW}
+    record(user, "vm.console.ticket", vm, params=params, request=request)
+    return ConsoleTicket(
+        token=token,
+        vm_id=vm.pk,
+        target_port=port,
+        ttl=ttl,
+        session_id=ticket["session_id"],
+        view_only=action == Action.VIEW,
+    )
 
 
 def take_ticket(token: str) -> dict[str, Any] | None:

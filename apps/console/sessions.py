@@ -3,7 +3,7 @@
 Every open console (a noVNC connection through websockify, or a serial console page) is a ConsoleSession,
 kept in Redis while it lives (under `<channel prefix>:console:`):
 
-- `session:<id>`: its record (user, VM, kind, address, start, control), expiring unless refreshed;
+- `session:<id>`: its record (user, VM, kind, start, view only), expiring unless refreshed;
 - `user:<user pk>` and `vm:<vm pk>`: sorted sets of the user's and the VM's session ids, scored by the
   time each expires, so that a crashed process's sessions stop counting after VIREO_CONSOLE_SESSION_TTL;
 - `rev:<user pk>`: a counter bumped whenever the user's rights may have shrunk (logout, a membership or
@@ -86,7 +86,7 @@ def live_count(user_id: int) -> int:
 
 
 def watchers(vm_id: int) -> list[dict[str, Any]]:
-    """The open consoles of `vm_id` (records: user, kind, control...), oldest first."""
+    """The open consoles of `vm_id` (their records: user, kind, view only...), oldest first."""
     client = redis_client()
     ids = [i.decode() for i in client.zrangebyscore(_key("vm", vm_id), time.time(), "+inf")]
     if not ids:
@@ -127,7 +127,8 @@ class ConsoleSession:
     remote_addr: str | None
     session_key: str | None
     action: str = Action.CONSOLE
-    control: bool = True
+    #: The channel name of the consumer holding it (serial consoles: how control is handed to it).
+    channel: str | None = None
     started: float = field(default_factory=time.time)
     revision: int = 0
     checked_at: float = field(default_factory=time.monotonic)
@@ -139,11 +140,28 @@ class ConsoleSession:
             "id": self.id,
             "user_id": self.user_id,
             "username": self.username,
+            "vm_id": self.vm_id,
             "kind": self.kind,
-            "control": self.control,
             "view_only": self.action == Action.VIEW,
+            "channel": self.channel,
             "started": self.started,
         }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ConsoleSession:
+        """A handle on a live session from its public record (to change control on its behalf)."""
+        return cls(
+            id=record["id"],
+            user_id=record["user_id"],
+            username=record["username"],
+            vm_id=record["vm_id"],
+            kind=record["kind"],
+            remote_addr=None,
+            session_key=None,
+            action=Action.VIEW if record["view_only"] else Action.CONSOLE,
+            channel=record.get("channel"),
+            started=record["started"],
+        )
 
     def _store(self, client) -> None:
         ttl = session_ttl()
@@ -155,12 +173,6 @@ class ConsoleSession:
         pipe.expire(_key("user", self.user_id), ttl)
         pipe.expire(_key("vm", self.vm_id), ttl)
         pipe.execute()
-
-    def set_control(self, control: bool) -> None:
-        """Record whether this console controls the VM (presence shows it)."""
-        self.control = control
-        if not self.closed:
-            self._store(redis_client())
 
     def check(self) -> str | None:
         """Refresh the session; return why it must end (rights lost), or None. Call every few seconds."""
@@ -188,6 +200,12 @@ class ConsoleSession:
         pipe.zrem(_key("user", self.user_id), self.id)
         pipe.zrem(_key("vm", self.vm_id), self.id)
         pipe.execute()
+        heir = release_control(self)
+        event = f"{self.username} closed the {self.kind} console"
+        if heir:
+            heir_record = session_record(heir)
+            event += f"; {heir_record['username'] if heir_record else 'another session'} has control"
+        announce(self.vm_id, event)
         vm = VirtualMachine.objects.filter(pk=self.vm_id).first()
         _audit(
             self,
@@ -222,11 +240,17 @@ def open_session(
     remote_addr: str | None,
     session_key: str | None,
     action: str = Action.CONSOLE,
-    control: bool = True,
+    claim: bool = False,
+    channel: str | None = None,
+    session_id: str | None = None,
 ) -> ConsoleSession:
-    """Register a console of `vm` opened by `user` and audit it; ConsoleLimitReached (audited) over the cap."""
+    """Register a console of `vm` opened by `user` and audit it; ConsoleLimitReached (audited) over the cap.
+
+    With `claim`, an operator's session takes control if no live session has it. The VM's console pages
+    are told (presence).
+    """
     session = ConsoleSession(
-        id=secrets.token_hex(8),
+        id=session_id or secrets.token_hex(8),
         user_id=user.pk,
         username=user.get_username(),
         vm_id=vm.pk,
@@ -234,7 +258,7 @@ def open_session(
         remote_addr=remote_addr,
         session_key=session_key,
         action=action,
-        control=control,
+        channel=channel,
     )
     client = redis_client()
     session.revision = _revision(client, user.pk)
@@ -257,4 +281,122 @@ def open_session(
         _audit(session, "vm.console.open", vm, {"kind": kind}, outcome=Outcome.FAILURE, message=message)
         raise ConsoleLimitReached(message)
     _audit(session, "vm.console.open", vm, {"kind": kind, "view_only": action == Action.VIEW})
+    controls = claim and claim_control(session)
+    mode = "in control" if controls else "view only" if action == Action.VIEW else "watching"
+    announce(vm.pk, f"{session.username} opened the {kind} console ({mode})")
     return session
+
+
+# --- Presence and control -------------------------------------------------------------------------------
+#
+# Each kind of console of a VM ("vnc", "serial") has at most one controlling session, kept under
+# `control:<kind>:<vm pk>`; the others watch (view only). Viewers (the read-only role) never control.
+# Every change is published to the channel-layer group `console-<vm pk>`, which every console page of the
+# VM listens to (through its serial socket or its presence socket) to show who watches and who controls.
+
+#: Give control to ARGV[1] unless a live session other than it holds it (ARGV[2] == "1": take it anyway).
+_CLAIM_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] and ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[2] .. current) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def presence_group(vm_id: int) -> str:
+    """The channel-layer group of the console pages of `vm_id`."""
+    return f"console-{vm_id}"
+
+
+def _control_key(kind: str, vm_id: int) -> str:
+    return _key("control", kind, vm_id)
+
+
+def controller(kind: str, vm_id: int) -> str | None:
+    """The id of the live session that controls `vm_id`'s console of `kind`, or None."""
+    client = redis_client()
+    current = client.get(_control_key(kind, vm_id))
+    if current is None:
+        return None
+    current_id = current.decode()
+    return current_id if client.exists(_key("session", current_id)) else None
+
+
+def presence(vm_id: int) -> list[dict[str, Any]]:
+    """Who has a console of `vm_id` open, each with its kind and whether it controls (oldest first)."""
+    people = watchers(vm_id)
+    controllers = {kind: controller(kind, vm_id) for kind in {p["kind"] for p in people}}
+    return [
+        {**{k: v for k, v in p.items() if k != "channel"}, "control": p["id"] == controllers.get(p["kind"])}
+        for p in people
+    ]
+
+
+def announce(vm_id: int, event: str) -> None:
+    """Tell the console pages of `vm_id` that presence or control changed (`event` says what, for people)."""
+    from apps.core.live import publish
+
+    publish([presence_group(vm_id)], {"type": "console.presence", "vm": vm_id, "event": event})
+
+
+def claim_control(session: ConsoleSession, *, force: bool = False) -> bool:
+    """Make `session` the controller of its VM's console (taking it from another with `force`).
+
+    False if another live session controls it and `force` is false. Viewers never get control.
+    """
+    if session.action != Action.CONSOLE or session.closed:
+        return False
+    taken = redis_client().eval(
+        _CLAIM_SCRIPT,
+        2,
+        _control_key(session.kind, session.vm_id),
+        _key("session", ""),
+        session.id,
+        "1" if force else "0",
+    )
+    return bool(taken)
+
+
+def release_control(session: ConsoleSession) -> str | None:
+    """If `session` controls, pass control on (graphical consoles: to the oldest other operator session;
+    serial: to nobody); returns the new controller's id (None if none, or if `session` did not control)."""
+    client = redis_client()
+    key = _control_key(session.kind, session.vm_id)
+    current = client.get(key)
+    if current is None or current.decode() != session.id:
+        return None
+    # A graphical console is shared: control passes to the oldest other operator. A serial line is held
+    # by one stream: whoever takes it next takes control with it.
+    heirs = [
+        p["id"]
+        for p in watchers(session.vm_id)
+        if session.kind == "vnc"
+        and p["kind"] == session.kind
+        and p["id"] != session.id
+        and not p["view_only"]
+    ]
+    if heirs:
+        client.set(key, heirs[0])
+        return heirs[0]
+    client.delete(key)
+    return None
+
+
+def hand_control(session: ConsoleSession, target_id: str) -> dict[str, Any] | None:
+    """Give control from `session` (which must control) to the live operator session `target_id` of the
+    same VM and kind; the target's record, or None if that is not possible."""
+    if controller(session.kind, session.vm_id) != session.id:
+        return None
+    target = next((p for p in watchers(session.vm_id) if p["id"] == target_id), None)
+    if target is None or target["kind"] != session.kind or target["view_only"]:
+        return None
+    redis_client().set(_control_key(session.kind, session.vm_id), target_id)
+    return target
+
+
+def session_record(session_id: str) -> dict[str, Any] | None:
+    """The public record of a live session, or None."""
+    raw = redis_client().get(_key("session", session_id))
+    return json.loads(raw) if raw else None

@@ -39,6 +39,8 @@ from websockify.auth_plugins import AuthenticationError
 logger = logging.getLogger("vireo.console")
 
 _claims = threading.local()
+#: How often a console's process looks up who controls the VM (input passes only for the controller).
+CONTROL_POLL_SECONDS = 0.5
 
 
 def setup_django(settings_module: str | None) -> None:
@@ -193,28 +195,41 @@ def client_address(handler: Any, headers: Any) -> str | None:
 
 
 def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
-    """Register this connection as an open console (cap, audit), and watch it from a thread until it ends.
+    """Register this connection as an open console (cap, audit, presence), filter what the browser sends,
+    and watch the console from a thread until it ends.
 
-    Runs in websockify's per-connection child process. The thread refreshes the session and checks the
-    user's rights every VIREO_CONSOLE_CHECK_SECONDS; when they are gone (logout, lost permission) it shuts
-    the browser's socket, which ends the proxy loop and the process. The close is audited when the process
-    exits (multiprocessing runs its finalizers then). Raises AuthenticationError over the user's cap.
+    Runs in websockify's per-connection child process. The browser's messages go through rfb.ClientFilter
+    (shared always; input dropped unless this console controls the VM). The thread follows who controls
+    (every half second) and, every VIREO_CONSOLE_CHECK_SECONDS, refreshes the session and checks the user's
+    rights; when they are gone (logout, lost permission) it shuts the browser's socket, which ends the
+    proxy loop and the process. The close is audited when the process exits (multiprocessing runs its
+    finalizers then). Raises AuthenticationError over the user's cap.
     """
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connections
     from django.http.cookie import parse_cookie
 
+    from apps.core.choices import Action
     from apps.vms.models import VirtualMachine
 
-    from .sessions import ConsoleLimitReached, open_session
+    from .rfb import ClientFilter, ProtocolError
+    from .sessions import ConsoleLimitReached, controller, open_session
 
     session_key = parse_cookie(headers.get("Cookie", "")).get(settings.SESSION_COOKIE_NAME)
+    action = ticket.get("action", Action.CONSOLE)
     try:
         user = get_user_model().objects.get(pk=ticket["user_id"])
         vm = VirtualMachine.objects.get(pk=ticket["vm_id"])
         session = open_session(
-            user, vm, kind="vnc", remote_addr=client_address(handler, headers), session_key=session_key
+            user,
+            vm,
+            kind="vnc",
+            remote_addr=client_address(handler, headers),
+            session_key=session_key,
+            action=action,
+            claim=True,
+            session_id=ticket.get("session_id"),
         )
     except ConsoleLimitReached as exc:
         logger.warning("console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], exc)
@@ -222,6 +237,26 @@ def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
     finally:
         connections.close_all()
     ending = {"reason": "closed"}
+    state = {"view_only": True}
+
+    def refresh_control() -> None:
+        state["view_only"] = action != Action.CONSOLE or controller("vnc", session.vm_id) != session.id
+
+    refresh_control()
+    rfb_filter = ClientFilter(view_only=lambda: state["view_only"])
+    receive = handler.recv_frames
+
+    def filtered_recv_frames():
+        bufs, closed = receive()
+        try:
+            bufs = [part for part in (rfb_filter.feed(buf) for buf in bufs) if part]
+        except ProtocolError as exc:
+            logger.warning("console closed (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], exc)
+            ending["reason"] = f"protocol: {exc}"
+            return [], {"code": 1008, "reason": "Vireo cannot pass this VNC message"}
+        return bufs, closed
+
+    handler.recv_frames = filtered_recv_frames
 
     def finish() -> None:
         try:
@@ -237,9 +272,14 @@ def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
         signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
     def guard() -> None:
+        next_check = time.monotonic() + settings.VIREO_CONSOLE_CHECK_SECONDS
         while not session.closed:
-            time.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
+            time.sleep(min(CONTROL_POLL_SECONDS, settings.VIREO_CONSOLE_CHECK_SECONDS))
             try:
+                refresh_control()
+                if time.monotonic() < next_check:
+                    continue
+                next_check = time.monotonic() + settings.VIREO_CONSOLE_CHECK_SECONDS
                 reason = session.check()
             except Exception:  # Redis or the database away for a moment: check again next time
                 logger.warning("console of VM %s: rights check failed", ticket["vm_id"], exc_info=True)

@@ -6,15 +6,64 @@ const connectButton = document.getElementById("console-connect");
 const cadButton = document.getElementById("console-cad");
 const scaleButton = document.getElementById("console-scale");
 const fullscreenButton = document.getElementById("console-fullscreen");
+const takeoverButton = document.getElementById("console-takeover");
+const modeBadge = document.getElementById("console-mode");
+const presenceList = document.getElementById("console-presence");
+const eventLine = document.getElementById("console-event");
+const mayControl = Boolean(screen.dataset.mayControl);
 let rfb = null;
 let scaleToFit = true;
+let mySession = null; // this page's console session (from the ticket)
+let iControl = false;
+let presenceSocket = null;
+let lastPresence = null;
+const { renderPresence } = await import(screen.dataset.presenceModule);
+
+// Only the console in control sends keyboard and mouse (websockify drops the others' input anyway).
+function applyControl() {
+  const connected = screen.dataset.state === "connected";
+  if (rfb) rfb.viewOnly = !iControl;
+  screen.dataset.control = iControl ? "true" : "false";
+  modeBadge.hidden = !connected || iControl;
+  modeBadge.textContent = mayControl ? "watching" : "view only";
+  takeoverButton.hidden = !connected || iControl || !mayControl;
+  cadButton.disabled = !connected || !iControl;
+}
+
+function showPresence(presence) {
+  lastPresence = presence;
+  const shown = renderPresence(presenceList, eventLine, { ...presence, me: mySession }, {
+    kind: "vnc",
+    onHandover: (target) => sendPresence({ type: "handover", session: mySession, to: target }),
+  });
+  iControl = shown.iControl;
+  applyControl();
+}
+
+function sendPresence(message) {
+  if (presenceSocket && presenceSocket.readyState === WebSocket.OPEN) presenceSocket.send(JSON.stringify(message));
+}
+
+function openPresence() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  presenceSocket = new WebSocket(`${scheme}://${location.host}${screen.dataset.presencePath}`);
+  presenceSocket.addEventListener("message", (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "presence") showPresence(message);
+    else if (message.type === "error" || message.type === "status") showMessage(message.message, "warning");
+  });
+  presenceSocket.addEventListener("close", () => {
+    presenceSocket = null;
+    setTimeout(openPresence, 3000); // presence is a convenience: keep trying while the page is open
+  });
+}
 
 function setState(state, label, colour) {
   screen.dataset.state = state;
   statusBadge.textContent = label;
   statusBadge.className = `badge text-bg-${colour}`;
-  cadButton.disabled = state !== "connected";
   connectButton.hidden = state === "connected" || state === "connecting";
+  applyControl();
 }
 
 function showMessage(text, kind = "warning") {
@@ -50,13 +99,17 @@ async function connect() {
     showMessage(error.message, "danger");
     return;
   }
+  mySession = answer.session;
+  iControl = false;
   const { default: RFB } = await import(screen.dataset.rfbModule);
   rfb = new RFB(screen, answer.url, { shared: true });
-  window.vireoConsole = { rfb };
+  rfb.viewOnly = true; // until presence says this console controls
+  window.vireoConsole = { rfb, session: mySession };
   rfb.focusOnClick = true;
   applyScale();
   rfb.addEventListener("connect", () => {
     setState("connected", "connected", "success");
+    if (lastPresence) showPresence(lastPresence);
     rfb.focus();
   });
   rfb.addEventListener("disconnect", (event) => {
@@ -79,6 +132,7 @@ async function connect() {
 }
 
 connectButton.addEventListener("click", connect);
+takeoverButton.addEventListener("click", () => sendPresence({ type: "takeover", session: mySession }));
 cadButton.addEventListener("click", () => rfb && rfb.sendCtrlAltDel());
 scaleButton.addEventListener("click", () => {
   scaleToFit = !scaleToFit;
@@ -89,6 +143,7 @@ fullscreenButton.addEventListener("click", () => {
   else screen.requestFullscreen().catch((error) => showMessage(`Full screen refused: ${error.message}`));
 });
 
+openPresence();
 if (screen.dataset.refused) {
   setState("refused", "unavailable", "warning");
   connectButton.hidden = false;

@@ -9,11 +9,14 @@ const copyButton = document.getElementById("serial-copy");
 const pasteButton = document.getElementById("serial-paste");
 const sttyButton = document.getElementById("serial-stty");
 const fullscreenButton = document.getElementById("serial-fullscreen");
+const presenceList = document.getElementById("serial-presence");
+const eventLine = document.getElementById("serial-event");
 const encoder = new TextEncoder();
 
-const [{ Terminal }, { FitAddon }] = await Promise.all([
+const [{ Terminal }, { FitAddon }, { renderPresence }] = await Promise.all([
   import(box.dataset.xtermModule),
   import(box.dataset.fitModule),
+  import(box.dataset.presenceModule),
 ]);
 const term = new Terminal({ convertEol: false, cursorBlink: true, scrollback: 5000 });
 const fit = new FitAddon();
@@ -26,6 +29,7 @@ window.vireoSerial = { term };
 const BADGES = {
   connecting: ["connecting…", "secondary"],
   connected: ["connected", "success"],
+  watching: ["read only", "info"],
   busy: ["in use elsewhere", "warning"],
   closed: ["closed", "secondary"],
   error: ["unavailable", "danger"],
@@ -44,7 +48,8 @@ function setState(state, text = "", { canTakeOver = false } = {}) {
   takeoverButton.hidden = !canTakeOver;
   connectButton.hidden = !["disconnected", "error", "refused"].includes(state);
   message.textContent = text;
-  message.className = `alert alert-${state === "error" ? "danger" : state === "connected" ? "success" : "warning"} m-2`;
+  const kind = { error: "danger", connected: "success", watching: "info" }[state] || "warning";
+  message.className = `alert alert-${kind} m-2`;
   message.hidden = !text || state === "connected";
 }
 
@@ -71,6 +76,13 @@ function connect() {
     if (status.type === "status") {
       setState(status.state, status.message, { canTakeOver: Boolean(status.can_take_over) });
       if (status.state === "connected") term.focus();
+    } else if (status.type === "presence") {
+      renderPresence(presenceList, eventLine, status, {
+        kind: "serial",
+        onHandover: (target) => socket && socket.send(JSON.stringify({ type: "handover", to: target })),
+      });
+    } else if (status.type === "error") {
+      eventLine.textContent = status.message;
     }
   });
   socket.addEventListener("close", (event) => {

@@ -104,6 +104,9 @@ def test_console_page_shows_and_types_into_the_guest(
             page.goto(url)
             try:
                 page.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
+                # Alone on the console, the operator has control (presence says so).
+                page.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
+                page.wait_for_selector("#console-presence li:has-text('in control')", timeout=20_000)
                 # The guest's text screen: more than a blank background.
                 page.wait_for_function(f"({CANVAS_JS})()?.[0] > 1", timeout=20_000)
             except Exception:
@@ -156,6 +159,7 @@ def test_serial_console_page_types_into_the_guest_shell(local_vm, operator, cons
             page.goto(f"{console_site}/vms/{local_vm.pk}/console/serial/")
             try:
                 page.wait_for_selector("#serial-terminal[data-state=connected]", timeout=20_000)
+                page.wait_for_selector("#serial-presence li:has-text('in control')", timeout=20_000)
                 page.click("#serial-terminal")
                 page.keyboard.type("echo vireo-$((6*7))")
                 page.keyboard.press("Enter")
@@ -170,5 +174,64 @@ def test_serial_console_page_types_into_the_guest_shell(local_vm, operator, cons
             page.keyboard.type("stty size")
             page.keyboard.press("Enter")
             page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('{rows} {cols}')", timeout=20_000)
+        finally:
+            browser.close()
+
+
+def test_two_people_on_one_console_see_each_other_and_pass_control(
+    local_vm, operator, owner, viewer, console_site, tmp_path
+):
+    from playwright.sync_api import sync_playwright
+
+    cookies = {}
+    for user in (operator, owner, viewer):  # before Playwright runs its event loop in this thread
+        client = Client()
+        client.force_login(user)
+        cookies[user.pk] = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+    def context_for(browser, user):
+        context = browser.new_context(viewport=VIEWPORT)
+        context.add_cookies(
+            [{"name": django_settings.SESSION_COOKIE_NAME, "value": cookies[user.pk], "url": console_site}]
+        )
+        return context
+
+    url = f"{console_site}/vms/{local_vm.pk}/console/"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            first = context_for(browser, operator).new_page()
+            first.goto(url)
+            first.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
+            second = context_for(browser, owner).new_page()
+            second.goto(url)
+            third = context_for(browser, viewer).new_page()
+            third.goto(url)
+            try:
+                second.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
+                second.wait_for_selector("#console-mode:has-text('watching')", timeout=20_000)
+                third.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
+                third.wait_for_selector("#console-mode:has-text('view only')", timeout=20_000)
+                assert third.locator("#console-takeover").is_hidden()
+                for page in (first, second, third):
+                    page.wait_for_function(
+                        "document.querySelector('#console-presence').dataset.count === '3'", timeout=20_000
+                    )
+                # The owner takes control: everyone sees it.
+                second.click("#console-takeover")
+                second.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
+                first.wait_for_selector("#console-screen[data-control=false]", timeout=20_000)
+                for page in (first, third):
+                    page.wait_for_selector(
+                        "#console-event:has-text('owner took control of the graphical console')",
+                        timeout=20_000,
+                    )
+                # ... and hands it back from the presence list.
+                second.click("#console-presence li:has-text('operator') button.handover")
+                first.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
+                third.wait_for_selector("#console-event:has-text('handed control')", timeout=20_000)
+            finally:
+                first.screenshot(path=str(tmp_path / "first.png"))
+                third.screenshot(path=str(tmp_path / "third.png"))
         finally:
             browser.close()

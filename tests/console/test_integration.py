@@ -114,3 +114,80 @@ def test_the_cap_counts_consoles_open_through_websockify(local_vm, operator, web
         assert ws.recv(timeout=10).startswith(b"RFB")
         response = client.post(reverse("console:ticket", args=[local_vm.pk]))
         assert response.status_code == 409 and "already have 1 consoles open" in response.json()["error"]
+
+
+SHIFT = 0xFFE1
+RETURN = 0xFF0D
+
+
+def rfb_handshake(ws, *, shared: bool) -> None:
+    """Be a VNC client up to ServerInit (security None), asking for an exclusive desktop unless `shared`."""
+    assert ws.recv(timeout=10).startswith(b"RFB 003.00")
+    ws.send(b"RFB 003.008\n")
+    data = b""
+    while len(data) < 1 or len(data) < 1 + data[0]:
+        data += ws.recv(timeout=10)
+    assert 1 in data[1 : 1 + data[0]], data
+    ws.send(b"\x01")
+    result = b""
+    while len(result) < 4:
+        result += ws.recv(timeout=10)
+    assert result[:4] == b"\x00\x00\x00\x00"
+    ws.send(b"\x01" if shared else b"\x00")
+    init = result[4:]
+    while len(init) < 24 or len(init) < 24 + int.from_bytes(init[20:24], "big"):
+        init += ws.recv(timeout=10)
+
+
+def type_keys(ws, text: str) -> None:
+    """Type `text` and Return as RFB key events (Shift for '>')."""
+    import struct
+
+    def key(keysym: int, down: bool) -> bytes:
+        return struct.pack(">BBHI", 4, 1 if down else 0, 0, keysym)
+
+    for char in text:
+        if char == ">":
+            ws.send(key(SHIFT, True) + key(ord(char), True) + key(ord(char), False) + key(SHIFT, False))
+        else:
+            ws.send(key(ord(char), True) + key(ord(char), False))
+    ws.send(key(RETURN, True) + key(RETURN, False))
+
+
+def screen_update(ws) -> bytes:
+    """Ask for a screen update and return the first bytes of the answer."""
+    import struct
+
+    ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, 640, 400))
+    return ws.recv(timeout=10)
+
+
+def test_viewers_only_watch_and_nobody_takes_the_screen_exclusively(
+    local_vm, tiny_vm, operator, viewer, websockify_server
+):
+    import time
+
+    operator_client, viewer_client = Client(), Client()
+    operator_client.force_login(operator)
+    viewer_client.force_login(viewer)
+    with open_console(
+        console_url(operator_client, local_vm, websockify_server), operator_client.cookies["sessionid"].value
+    ) as controlling:
+        rfb_handshake(controlling, shared=True)
+        response = viewer_client.post(reverse("console:ticket", args=[local_vm.pk]))
+        assert response.json()["view_only"] is True
+        url = response.json()["url"].replace(
+            "ws://testserver:6080/", f"ws://127.0.0.1:{websockify_server.port}/"
+        )
+        with open_console(url, viewer_client.cookies["sessionid"].value) as watching:
+            # An exclusive ClientInit would make QEMU drop the other clients: websockify makes it shared.
+            rfb_handshake(watching, shared=False)
+            assert screen_update(watching)
+            start = len(tiny_vm.serial_output().encode())
+            type_keys(watching, "echo viewerkeys >/dev/ttyS0")
+            time.sleep(3)
+            assert "viewerkeys" not in tiny_vm.serial_output()
+            assert screen_update(controlling)  # still connected
+            type_keys(controlling, "echo operatorkeys >/dev/ttyS0")
+            tiny_vm.wait_for_serial("operatorkeys", timeout=20, start=start)
+            assert "viewerkeys" not in tiny_vm.serial_output()

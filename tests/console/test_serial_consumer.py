@@ -38,14 +38,19 @@ async def open_serial(user, vm_pk: int, headers=HEADERS) -> WebsocketCommunicato
     return communicator
 
 
-async def next_status(communicator: WebsocketCommunicator, timeout: float = 20) -> dict:
-    """The next JSON status message, skipping terminal output."""
+async def next_of(communicator: WebsocketCommunicator, kind: str, timeout: float = 20) -> dict:
+    """The next JSON message of `kind` ("status", "presence", "error"), skipping the others."""
     while True:
         message = await communicator.receive_output(timeout=timeout)
         if message["type"] == "websocket.close":
-            raise AssertionError(f"closed ({message.get('code')}) before a status")
-        if message.get("text") is not None:
+            raise AssertionError(f"closed ({message.get('code')}) before a {kind}")
+        if message.get("text") is not None and json.loads(message["text"])["type"] == kind:
             return json.loads(message["text"])
+
+
+async def next_status(communicator: WebsocketCommunicator, timeout: float = 20) -> dict:
+    """The next status message, skipping terminal output and presence."""
+    return await next_of(communicator, "status", timeout)
 
 
 async def read_until(communicator: WebsocketCommunicator, needle: bytes, timeout: float = 20) -> bytes:
@@ -76,7 +81,7 @@ def memory_layer(settings):
     channel_layers.backends.clear()
 
 
-async def test_anonymous_outsider_and_viewer_are_refused(test_host, viewer, outsider, memory_layer):
+async def test_anonymous_and_outsider_are_refused(test_host, viewer, outsider, memory_layer):
     vm = await VirtualMachine.objects.aget(host=test_host, name="test")
     status, code = await refused_with(await open_serial(None, vm.pk))
     assert (status["state"], code) == ("error", 4401)
@@ -84,6 +89,32 @@ async def test_anonymous_outsider_and_viewer_are_refused(test_host, viewer, outs
     assert (status["state"], code, status["message"]) == ("error", 4404, "No such virtual machine.")
     status, code = await refused_with(await open_serial(viewer, 999_999))
     assert code == 4404
+
+
+async def test_a_viewer_watches_read_only(test_host, viewer, operator):
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    communicator = await open_serial(viewer, vm.pk)
+    try:
+        status = await next_of(communicator, "status")
+        assert status["state"] == "watching" and "read only" in status["message"]
+        assert not status.get("can_take_over")
+        presence = await next_of(communicator, "presence")
+        assert [(w["username"], w["view_only"], w["control"]) for w in presence["watchers"]] == [
+            ("viewer", True, False)
+        ]
+        assert presence["me"] == presence["watchers"][0]["id"]
+        await communicator.send_to(text_data=json.dumps({"type": "takeover"}))
+        assert "may only watch" in (await next_of(communicator, "error"))["message"]
+        # An operator joining is seen by the viewer, live.
+        other = await open_serial(operator, vm.pk)
+        try:
+            presence = await next_of(communicator, "presence")
+            assert sorted(w["username"] for w in presence["watchers"]) == ["operator", "viewer"]
+            assert presence["event"].startswith("operator opened the serial console")
+        finally:
+            await other.disconnect()
+    finally:
+        await communicator.disconnect()
 
 
 async def test_a_stopped_vm_is_refused_with_the_reason(test_host, operator, memory_layer):
@@ -105,34 +136,79 @@ async def test_a_foreign_origin_is_refused(test_host, operator, memory_layer):
 
 
 @pytest.mark.integration
-async def test_types_into_the_guest_and_takes_over(local_vm, operator, owner):
+async def test_types_into_the_guest_takes_over_and_hands_over(local_vm, operator, owner):
     first = await open_serial(operator, local_vm.pk)
     try:
-        status = await next_status(first)
+        status = await next_of(first, "status")
         assert status["state"] == "connected", status
         await first.send_to(bytes_data=b"echo vireo-$((6*7))\r")
         await read_until(first, b"vireo-42")
-        # Another session finds the line busy, takes it over; the first page is told and is read-only.
+        # Another operator's page watches (the output reaches it), and may take over.
         second = await open_serial(owner, local_vm.pk)
         try:
-            status = await next_status(second)
-            assert status["state"] == "busy" and status["can_take_over"], status
+            status = await next_of(second, "status")
+            assert status["state"] == "watching" and status["can_take_over"], status
+            assert "operator has control" in status["message"]
+            presence = await next_of(second, "presence")
+            second_id = presence["me"]
+            assert [(w["username"], w["control"]) for w in presence["watchers"]] == [
+                ("operator", True),
+                ("owner", False),
+            ]
+            await second.send_to(bytes_data=b"echo ignored-$((1+1))\r")  # read only: goes nowhere
+            await first.send_to(bytes_data=b"echo shared-$((40+2))\r")
+            await read_until(second, b"shared-42")
             await second.send_to(text_data=json.dumps({"type": "takeover"}))
-            assert (await next_status(second))["state"] == "connected"
-            assert (await next_status(first))["state"] == "closed"
+            assert (await next_of(second, "status"))["state"] == "connected"
+            status = await next_of(first, "status")
+            assert status["state"] == "watching" and "owner has control" in status["message"], status
+            presence = await next_of(first, "presence")
+            assert "took over control" in presence["event"]
             await second.send_to(bytes_data=b"echo taken-$((40+2))\r")
-            # Both pages see the output of the line (the group).
             await read_until(second, b"taken-42")
-            await read_until(first, b"taken-42")
+            seen = await read_until(first, b"taken-42")
+            assert b"ignored-2" not in seen
+            # Hand control back to the first page.
+            first_id = next(w["id"] for w in presence["watchers"] if w["username"] == "operator")
+            assert first_id != second_id
+            await second.send_to(text_data=json.dumps({"type": "handover", "to": first_id}))
+            assert (await next_of(second, "status"))["state"] == "watching"
+            assert (await next_of(first, "status"))["state"] == "connected"
+            await first.send_to(bytes_data=b"echo back-$((40+2))\r")
+            await read_until(first, b"back-42")
         finally:
             await second.disconnect()
     finally:
         await first.disconnect()
 
 
-async def test_losing_the_permission_closes_the_console_within_seconds(
-    test_host, operator, memory_layer, settings
-):
+@pytest.mark.integration
+async def test_a_session_outside_vireo_makes_the_line_busy(local_vm, operator):
+    from apps import virt
+    from apps.virt.consoles import open_serial_console
+
+    conn = await sync_to_async(virt.open_connection)("qemu:///system")
+    outside = await sync_to_async(open_serial_console)(
+        conn, str(local_vm.uuid), on_data=lambda d: None, on_close=lambda r: None
+    )
+    try:
+        page = await open_serial(operator, local_vm.pk)
+        try:
+            status = await next_of(page, "status")
+            assert status["state"] == "busy" and "outside Vireo" in status["message"]
+            await page.send_to(text_data=json.dumps({"type": "takeover"}))
+            assert (await next_of(page, "status"))["state"] == "connected"
+            await page.send_to(bytes_data=b"echo mine-$((40+2))\r")
+            await read_until(page, b"mine-42")
+            assert outside.closed
+        finally:
+            await page.disconnect()
+    finally:
+        outside.close()
+        await sync_to_async(virt.close_connection)(conn)
+
+
+async def test_losing_the_permission_closes_the_console_within_seconds(test_host, operator, settings):
     from apps.accounts.models import Membership
     from apps.audit.models import AuditEntry
 
@@ -153,7 +229,7 @@ async def test_losing_the_permission_closes_the_console_within_seconds(
     assert closed.params["reason"].startswith("revoked:") and closed.params["seconds"] >= 0
 
 
-async def test_a_logout_closes_the_console(test_host, operator, memory_layer, settings):
+async def test_a_logout_closes_the_console(test_host, operator, settings):
     from django.contrib.auth import logout
     from django.contrib.sessions.backends.db import SessionStore
     from django.test import RequestFactory
@@ -176,7 +252,7 @@ async def test_a_logout_closes_the_console(test_host, operator, memory_layer, se
     assert status["state"] == "error" and "logged out" in status["message"]
 
 
-async def test_the_cap_refuses_one_console_too_many(test_host, operator, memory_layer, settings):
+async def test_the_cap_refuses_one_console_too_many(test_host, operator, settings):
     settings.VIREO_CONSOLE_MAX_PER_USER = 1
     vm = await VirtualMachine.objects.aget(host=test_host, name="test")
     first = await open_serial(operator, vm.pk)

@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from apps import virt
@@ -77,6 +76,8 @@ def test_owner_and_operator_get_a_ticket(who, request, vm, libvirt_graphics, sto
     key = services.token_key(hash_token(ticket.token))
     stored = json.loads(redis_client().get(key))
     assert stored == {
+        "session_id": ticket.session_id,
+        "action": "console",
         "user_id": user.pk,
         "vm_id": vm.pk,
         "host_id": vm.host_id,
@@ -93,9 +94,12 @@ def test_owner_and_operator_get_a_ticket(who, request, vm, libvirt_graphics, sto
     assert entry.outcome == "success" and entry.username == who
 
 
-def test_viewer_is_forbidden(vm, viewer, libvirt_graphics):
-    with pytest.raises(PermissionDenied):
-        issue_console_token(viewer, vm)
+def test_viewer_gets_a_view_only_ticket(vm, viewer, libvirt_graphics, stored_keys):
+    ticket = issue(viewer, vm, stored_keys)
+    assert ticket.view_only and len(ticket.session_id) == 16
+    stored = json.loads(redis_client().get(services.token_key(hash_token(ticket.token))))
+    assert stored["action"] == "view" and stored["session_id"] == ticket.session_id
+    assert AuditEntry.objects.get(action="vm.console.ticket", object_id=vm.pk).params["view_only"] is True
 
 
 def test_outsider_gets_not_found(vm, outsider, libvirt_graphics):

@@ -120,3 +120,69 @@ def test_a_login_does_not_make_consoles_recheck(vm, operator, opened):
     session = opened(operator, vm)
     Client().force_login(operator)  # saves last_login only
     assert sessions._revision(sessions.redis_client(), operator.pk) == session.revision
+
+
+def test_control_claim_release_and_hand_over(vm, owner, operator, viewer, opened):
+    first = opened(owner, vm, kind="vnc", claim=True)
+    second = opened(operator, vm, kind="vnc", claim=True)  # someone has control already
+    watcher = opened(viewer, vm, kind="vnc", action="view", claim=True)
+    assert sessions.controller("vnc", vm.pk) == first.id
+    people = {p["username"]: p for p in sessions.presence(vm.pk)}
+    assert (people["owner"]["control"], people["operator"]["control"], people["viewer"]["control"]) == (
+        True,
+        False,
+        False,
+    )
+    assert people["viewer"]["view_only"] and "channel" not in people["owner"]
+    # Viewers never get control; a claim without force does not take it; with force it does.
+    assert not sessions.claim_control(watcher, force=True)
+    assert not sessions.claim_control(second)
+    assert sessions.claim_control(second, force=True) and sessions.controller("vnc", vm.pk) == second.id
+    # Only the controller hands over, and only to an operator's console of the same kind.
+    assert sessions.hand_control(first, second.id) is None
+    assert sessions.hand_control(second, watcher.id) is None
+    assert sessions.hand_control(second, first.id)["username"] == "owner"
+    assert sessions.controller("vnc", vm.pk) == first.id
+    # When the controller closes, the oldest other operator console gets control.
+    first.close()
+    assert sessions.controller("vnc", vm.pk) == second.id
+    second.close()
+    assert sessions.controller("vnc", vm.pk) is None
+
+
+def test_serial_control_goes_with_the_line(vm, owner, operator, opened):
+    holder = opened(owner, vm, kind="serial")
+    other = opened(operator, vm, kind="serial")
+    assert sessions.claim_control(holder)
+    holder.close()
+    # A serial line is held by one stream: nobody inherits it without taking the line.
+    assert sessions.controller("serial", vm.pk) is None
+    assert sessions.claim_control(other)
+
+
+def test_presence_changes_are_published_to_the_vm_group(
+    vm, operator, opened, django_capture_on_commit_callbacks
+):
+    import json
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"console-{vm.pk}", channel)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            session = opened(operator, vm, kind="vnc", claim=True)
+            session.close()
+
+        async def two():
+            return [await layer.receive(channel), await layer.receive(channel)]
+
+        events = [json.loads(m["text"]) for m in async_to_sync(two)()]
+    finally:
+        async_to_sync(layer.group_discard)(f"console-{vm.pk}", channel)
+    assert [(e["type"], e["vm"], e["event"]) for e in events] == [
+        ("console.presence", vm.pk, "operator opened the vnc console (in control)"),
+        ("console.presence", vm.pk, "operator closed the vnc console"),
+    ]
