@@ -206,11 +206,13 @@ class HostWatcher(threading.Thread):
                 update_forward_dev_presence(host)
 
     def _refresh_interfaces(self, host: Host, conn) -> None:
-        """Re-read the host's interfaces (forward devices that appeared or vanished show up live)."""
-        from apps.networks.services import refresh_interfaces
+        """Re-read the host's interfaces (forward devices that appeared or vanished show up live) and its
+        networks' DHCP leases (libvirt sends no events for either)."""
+        from apps.networks.services import refresh_interfaces, refresh_leases
 
         try:
             refresh_interfaces(host, conn)
+            refresh_leases(host, conn)
         except virt.VirtError as exc:
             logger.debug("host %s: reading interfaces failed: %s", host, exc.message)
         except Exception:

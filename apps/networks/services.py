@@ -151,6 +151,28 @@ def update_forward_dev_presence(host) -> list[Network]:
     return changed
 
 
+def refresh_leases(host, conn=None) -> list[Network]:
+    """Re-read the current DHCP leases of the host's active networks (those with DHCP); save and publish
+    the networks whose leases changed."""
+    conn = conn or _connection(host)
+    changed = []
+    networks = Network.objects.filter(host=host, gone=False, active=True, forward_mode__in=virt.ROUTED_MODES)
+    for network in networks.only("pk", "uuid", "leases", "host_id", "team_id", "name"):
+        try:
+            leases = virt.get_network_leases(conn, str(network.uuid))
+        except virt.NotFound:
+            continue
+        if leases != network.leases:
+            network.leases = leases
+            changed.append(network)
+    if changed:
+        with transaction.atomic():
+            Network.objects.bulk_update(changed, ["leases"])
+            for network in changed:
+                publish_object(Network.objects.get(pk=network.pk), "network.updated")
+    return changed
+
+
 # Reading
 
 

@@ -142,6 +142,13 @@ def get_network(conn: libvirt.virConnect, uuid: str) -> NetworkInfo:
         return _describe(net)
 
 
+def get_network_leases(conn: libvirt.virConnect, uuid: str) -> list[dict[str, Any]]:
+    """The current DHCP leases of an active network ([] when inactive or none)."""
+    net = _lookup(conn, uuid)
+    with translated(f"network {net.name()}"):
+        return _leases(net) if net.isActive() else []
+
+
 def define_network(conn: libvirt.virConnect, spec: NetworkSpec) -> str:
     """Define (or, with spec.uuid, redefine) a persistent network from a validated spec; its UUID."""
     xml = build_network_xml(spec)

@@ -166,3 +166,14 @@ def test_reconcile_mirrors_interfaces(net_host):
         1492,
         ["192.168.0.5/24"],
     )
+
+
+def test_refresh_leases_follows_libvirt(net_host):
+    network = Network.objects.get(host=net_host, name="default")
+    assert services.refresh_leases(net_host) == []  # unchanged: nothing saved or published
+    network.leases = [{"mac": "52:54:00:00:00:01", "ip": "192.168.122.50"}]  # a lease that has expired since
+    network.save()
+    changed = services.refresh_leases(net_host)
+    assert [n.pk for n in changed] == [network.pk]
+    network.refresh_from_db()
+    assert network.leases == []
