@@ -146,6 +146,7 @@ class VmChangeMixin:
         request=VmUpdateSerializer, responses={200: ChangeResultSerializer}, summary="Change settings"
     )
     def partial_update(self, request, *args, **kwargs):
+        """Change title, description, tags, autostart, vCPUs or memory (live where allowed, else pending)."""
         vm = self.get_object()
         return _run(
             request,
@@ -155,6 +156,7 @@ class VmChangeMixin:
 
     @_change_action("disks/attach", AttachDiskSerializer, "Attach a disk (hot-plug when running)")
     def attach_disk(self, request, pk=None):
+        """Attach a new empty disk made in a pool, or an existing volume; hot-plugged when running."""
         vm = self.get_object()
 
         def call(data):
@@ -175,6 +177,7 @@ class VmChangeMixin:
 
     @_change_action("disks/detach", TargetSerializer, "Detach a disk (its volume stays)")
     def detach_disk(self, request, pk=None):
+        """Detach a disk by its target; its volume stays in its pool."""
         vm = self.get_object()
         return _run(
             request,
@@ -184,6 +187,7 @@ class VmChangeMixin:
 
     @_change_action("disks/resize", ResizeSerializer, "Grow a disk")
     def resize_disk(self, request, pk=None):
+        """Grow a disk; a running guest is told the new size."""
         vm = self.get_object()
         return _run(
             request,
@@ -193,6 +197,7 @@ class VmChangeMixin:
 
     @_change_action("media", MediaSerializer, "Insert or eject CD media")
     def media(self, request, pk=None):
+        """Insert an ISO from a pool into a CD-ROM, or eject it."""
         vm = self.get_object()
         return _run(
             request,
@@ -202,6 +207,7 @@ class VmChangeMixin:
 
     @_change_action("nics/attach", AttachNicSerializer, "Attach a NIC (hot-plug when running)")
     def attach_nic(self, request, pk=None):
+        """Attach a NIC on a virtual network, a host bridge or macvtap; hot-plugged when running."""
         vm = self.get_object()
         return _run(
             request,
@@ -219,6 +225,7 @@ class VmChangeMixin:
 
     @_change_action("nics/detach", MacSerializer, "Detach a NIC")
     def detach_nic(self, request, pk=None):
+        """Detach the NIC with this MAC address."""
         vm = self.get_object()
         return _run(
             request, MacSerializer, lambda d: changes.detach_nic(request.user, vm, d["mac"], request=request)
@@ -226,6 +233,7 @@ class VmChangeMixin:
 
     @_change_action("boot-order", BootOrderSerializer, "Set the boot order")
     def boot_order(self, request, pk=None):
+        """Boot from these devices in this order, from the next boot."""
         vm = self.get_object()
         return _run(
             request,
@@ -242,6 +250,7 @@ class VmChangeMixin:
     )
     @action(detail=True, methods=["get", "put"], url_path="xml")
     def xml(self, request, pk=None):
+        """The domain XML (GET, for viewers too); replace it (PUT), validated by libvirt and the policy."""
         vm = self.get_object()  # GET needs view, PUT needs change (by method)
         if request.method == "GET":
             return Response({"xml": changes.vm_xml(vm)})
@@ -256,6 +265,7 @@ class VmChangeMixin:
     )
     @action(detail=True, methods=["post"], url_path="template", required_action=Action.CHANGE)
     def template(self, request, pk=None):
+        """Mark the (shut off) VM as a template, or back as a normal VM."""
         vm = self.get_object()
         serializer = TemplateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -93,6 +93,7 @@ class VmCreateSerializer(serializers.Serializer):
     start = serializers.BooleanField(default=False)
 
     def validate_host(self, host: Host) -> Host:
+        """A host the user sees (else "does not exist"), may create VMs on (else 403), and that is online."""
         user = self.context["request"].user
         if not restrict(Host.objects.filter(pk=host.pk), user, Action.VIEW).exists():
             raise serializers.ValidationError(f'Invalid pk "{host.pk}" - object does not exist.')
@@ -157,6 +158,7 @@ class VmCreateMixin:
         summary="Create a VM (queued as a job)",
     )
     def create(self, request, *args, **kwargs):
+        """Check the request (field errors at once, nothing made) and queue the job that creates the VM."""
         serializer = VmCreateSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         host = serializer.validated_data["host"]
