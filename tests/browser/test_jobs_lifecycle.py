@@ -89,3 +89,49 @@ def test_snapshot_and_revert_from_the_vm_page(
     wait_until(lambda: Job.objects.get(pk=job.pk).state == "succeeded", 30, "the revert job")
     assert guest.domain.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
     assert off_loop(lambda: [s.getName() for s in guest.domain.listAllSnapshots(0)]) == ["before-change"]
+
+
+def test_clone_from_the_vm_page(
+    logged_in_page, owner, local_host, live_server_url, celery_worker, disk_vm_factory, storage_pool_factory
+):
+    from apps.storage.models import StoragePool
+    from tests.browser.conftest import off_loop
+    from tests.fixtures.libvirt_env import remove_domain
+
+    guest = disk_vm_factory()
+    target = storage_pool_factory()
+    reconciled(local_host)
+    vm = mirrored_vm(local_host, guest.uuid, "shutoff", timeout=5)
+    pool = StoragePool.objects.get(host=local_host, name=target.name)
+    clone_name = f"{guest.name}-copy"
+
+    page = logged_in_page(owner)
+    page.goto(f"/vms/{vm.pk}/")
+    with page.expect_navigation():
+        page.click("#vm-clone")
+    expect(page.locator("#clone-name")).to_have_value(f"{guest.name}-clone")
+    page.fill("#clone-name", "bad name!")
+    page.select_option("#clone-pool", str(pool.pk))
+    with page.expect_navigation():
+        page.click("#confirm-clone")
+    expect(page.locator(".invalid-feedback")).to_contain_text("Use only letters")
+    page.fill("#clone-name", clone_name)
+    page.select_option("#clone-pool", str(pool.pk))
+    try:
+        with page.expect_navigation():
+            page.click("#confirm-clone")
+        job = Job.objects.get(kind="vm.clone", vm=vm)
+        assert page.url.endswith(f"/jobs/{job.pk}/")
+        expect(page.locator("#job-state")).to_have_text("Succeeded", timeout=JOB_TIMEOUT)
+        expect(page.locator('#job-body [data-job-field="progress"]')).to_have_text("100%")
+        expect(page.locator("#job-log")).to_contain_text(f"Defined {clone_name}")
+        assert target.volume_names() == [f"{clone_name}-vda.qcow2"]
+        clone = Job.objects.get(pk=job.pk).result["vm"]
+        page.goto(f"/vms/{clone}/")
+        expect(page.locator("h1")).to_have_text(clone_name)
+    finally:
+        off_loop(
+            lambda: [
+                remove_domain(d) for d in guest.domain.connect().listAllDomains(0) if d.name() == clone_name
+            ]
+        )
