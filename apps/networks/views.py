@@ -84,8 +84,9 @@ class NetworkDetailView(LoginRequiredMixin, TemplateView):
     template_name = "networks/detail.html"
 
     def get_template_names(self):
-        if self.request.htmx and self.request.GET.get("part") == "status":
-            return ["networks/_status.html"]
+        part = self.request.GET.get("part")
+        if self.request.htmx and part in ("status", "leases"):
+            return [f"networks/_{part}.html"]
         return [self.template_name]
 
     def get_context_data(self, pk: int, **kwargs):

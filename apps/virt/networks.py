@@ -4,6 +4,7 @@ static leases and DNS entries (networkUpdate), and the current DHCP leases."""
 from __future__ import annotations
 
 import uuid as uuidlib
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,13 @@ class NetworkInfo:
 _LEASE_TYPES = {0: "ipv4", 1: "ipv6"}
 
 
+def _when(epoch: int | None) -> str | None:
+    """A lease's expiry (seconds since the epoch; 0 for infinite) as an ISO 8601 UTC time."""
+    if not epoch:
+        return None
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
+
+
 def _leases(net: libvirt.virNetwork) -> list[dict[str, Any]]:
     """The network's current DHCP leases (empty when it is inactive or the driver has none)."""
     try:
@@ -69,7 +77,7 @@ def _leases(net: libvirt.virNetwork) -> list[dict[str, Any]]:
             "family": _LEASE_TYPES.get(lease.get("type"), ""),
             "hostname": lease.get("hostname") or "",
             "client_id": lease.get("clientid") or "",
-            "expires": lease.get("expirytime"),
+            "expires": _when(lease.get("expirytime")),
         }
         for lease in raw or []
     ]

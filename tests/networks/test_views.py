@@ -263,6 +263,8 @@ def test_list_filters(client_for, network, owner):
     assert client.get("/networks/?ordering=-mode").status_code == 200
     status = client.get(f"/networks/{network.pk}/?part=status", HTTP_HX_REQUEST="true").content.decode()
     assert status.strip().startswith('<div id="network-status"') and "forward-dev-state" in status
+    leases = client.get(f"/networks/{network.pk}/?part=leases", HTTP_HX_REQUEST="true").content.decode()
+    assert leases.strip().startswith('<div id="current-leases-box"') and "No leases handed out." in leases
 
 
 def test_bulk_actions(client_for, network, net_host, owner, operator, viewer):
