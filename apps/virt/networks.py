@@ -4,8 +4,8 @@ static leases and DNS entries (networkUpdate), and the current DHCP leases."""
 from __future__ import annotations
 
 import uuid as uuidlib
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import libvirt
