@@ -38,6 +38,9 @@ class VirtualMachine(models.Model):
     nics = models.JSONField(default=list, blank=True)
     graphics = models.JSONField(default=list, blank=True)
     addresses = models.JSONField(default=list, blank=True, help_text="Guest addresses known from the NICs.")
+    address_source = models.CharField(
+        max_length=8, blank=True, help_text='Where the addresses came from: "agent" (guest agent) or "lease" (DHCP).'
+    )
     cpu_time_ns = models.BigIntegerField(null=True, blank=True)
     snapshot_refusals = models.JSONField(
         default=dict,
@@ -107,6 +110,7 @@ class VirtualMachine(models.Model):
             "autostart": self.autostart,
             "gone": self.gone,
             "addresses": self.addresses,
+            "address_source": self.address_source,
         }
 
 
