@@ -86,3 +86,39 @@ def test_wizard_creates_and_starts_a_vm(
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             remove_domain(libvirt_system.lookupByName(name))
+
+
+def test_hot_plug_a_disk_and_pending_memory_from_the_edit_page(
+    logged_in_page, owner, local_host, storage_pool, tiny_vm_factory, libvirt_system
+):
+    guest = tiny_vm_factory(memory_mib=128)  # no disks: the new one is vda
+    reconciled(local_host)
+    from apps.vms.models import VirtualMachine
+
+    vm = VirtualMachine.objects.get(host=local_host, uuid=guest.uuid)
+    page = logged_in_page(owner)
+    page.goto(f"/vms/{vm.pk}/")
+    page.click("#vm-edit")
+    form = page.locator("#attach-disk")
+    form.locator("select[name=pool]").select_option(label=storage_pool.name)
+    form.locator("input[name=size_mib]").fill("8")
+    with page.expect_navigation():
+        form.locator("button").click()
+    expect(page.locator("#messages")).to_contain_text("Disk vda attached: applied now and saved.")
+    expect(page.locator("#disk-vda")).to_contain_text(f"{guest.name}-disk0.qcow2")
+    live = libvirt_system.lookupByUUIDString(guest.uuid).XMLDesc(0)
+    assert "<target dev='vda' bus='virtio'/>" in live
+
+    # The tiny guest has no memory balloon: a memory change waits for the next boot, and says so.
+    page.fill("#id_memory_mib", "96")
+    with page.expect_navigation():
+        page.click("#settings-form button")
+    expect(page.locator("#vm-pending")).to_contain_text("memory: 96")
+    page.goto(f"/vms/{vm.pk}/")
+    expect(page.locator("#vm-pending")).to_have_text("pending until restart")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.goto(f"/vms/{vm.pk}/edit/")
+    with page.expect_navigation():
+        page.click('[data-detach-disk="vda"]')
+    expect(page.locator("#messages")).to_contain_text("Disk vda detached")
