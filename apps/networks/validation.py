@@ -395,7 +395,7 @@ def _check_host(result: CleanResult, host, spec: virt.NetworkSpec, instance, int
 
     if spec.mode == "bridge":
         iface = by_name.get(spec.bridge)
-        if interfaces and (iface is None or iface.kind != "bridge"):
+        if interfaces and (iface is None or iface.kind not in ("bridge", "")):
             result.add("bridge", f"Host {host.name} has no bridge called {spec.bridge}.")
         if spec.bridge in other_bridges:
             result.add("bridge", f"{spec.bridge} is the bridge of network {other_bridges[spec.bridge].name}.")

@@ -35,7 +35,7 @@ class InterfaceInfo:
 
     `state` is the link state ("up", "down", "unknown"); `bridge` names the bridge it is a member of;
     `members` are a bridge's own member interfaces. `addresses` ("10.0.0.2/24") and `routes`
-    ("10.9.0.0/16") are known for local hosts only.
+    ("10.9.0.0/16") are known for local hosts only. `kind` is "" when the source cannot tell it.
     """
 
     name: str
@@ -94,6 +94,7 @@ def _from_node_devices(conn: libvirt.virConnect) -> dict[str, InterfaceInfo]:
             continue
         result[name] = InterfaceInfo(
             name=name,
+            kind="",  # node devices do not say whether an interface is a bridge
             mac=(cap.findtext("address") or "").lower(),
             state=attr_of(cap, "link", "state", "unknown") or "unknown",
         )
