@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
@@ -149,8 +150,106 @@ class CreateResponseSerializer(serializers.Serializer):
     xml = serializers.CharField()
 
 
+class CreateOptionsSerializer(serializers.Serializer):
+    """What a host offers a new VM: its capabilities, pools, volumes, templates and NIC targets."""
+
+    host = serializers.IntegerField()
+    capabilities = serializers.DictField()
+    pools = serializers.ListField(child=serializers.DictField())
+    isos = serializers.ListField(child=serializers.DictField())
+    images = serializers.ListField(child=serializers.DictField())
+    templates = serializers.ListField(child=serializers.DictField())
+    nic_targets = serializers.DictField()
+
+
+class PreviewSerializer(serializers.Serializer):
+    """The domain XML a request would define, and the volumes it would make (nothing is made)."""
+
+    xml = serializers.CharField()
+    volumes = serializers.ListField(child=serializers.CharField())
+
+
+def create_options(user, host: Host) -> dict:
+    """The choices for a new VM on `host`, as the wizard offers them (restrict()-ed mirror rows plus the
+    host's capabilities)."""
+    import dataclasses
+
+    from apps.networks.services import nic_choices
+    from apps.storage.models import StoragePool, StorageVolume
+
+    from .models import VirtualMachine
+    from .wizard import host_capabilities
+
+    volumes = restrict(StorageVolume.objects.filter(host=host, gone=False).select_related("pool"), user)
+    rows = [
+        {
+            "id": v.pk,
+            "pool": v.pool.name,
+            "name": v.name,
+            "path": v.path,
+            "capacity": v.capacity,
+            "iso": v.is_iso,
+        }
+        for v in volumes
+    ]
+    caps = dataclasses.asdict(host_capabilities(host))
+    return {
+        "host": host.pk,
+        "capabilities": caps,
+        "pools": [
+            {"id": p.pk, "name": p.name, "available": p.available}
+            for p in restrict(StoragePool.objects.filter(host=host, gone=False, active=True), user)
+        ],
+        "isos": [r for r in rows if r["iso"]],
+        "images": [r for r in rows if not r["iso"]],
+        "templates": [
+            {"id": t.pk, "name": t.name, "vcpus": t.vcpus, "memory_mib": t.memory_mib}
+            for t in restrict(VirtualMachine.objects.filter(host=host, gone=False, is_template=True), user)
+        ],
+        "nic_targets": nic_choices(host),
+    }
+
+
 class VmCreateMixin:
-    """Adds `create` (POST /api/v1/vms/) to the VM viewset."""
+    """Adds `create` (POST /api/v1/vms/), the create options and the dry-run preview to the VM viewset."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("host", int, required=True, description="The host's id.")],
+        responses={200: CreateOptionsSerializer},
+        summary="What a host offers a new VM",
+    )
+    @action(detail=False, methods=["get"], url_path="create-options")
+    def create_options(self, request):
+        """The host's capabilities, pools, ISO and disk images, templates and NIC targets for a new VM."""
+        host_id = request.query_params.get("host", "")
+        host = (
+            restrict(Host.objects.all(), request.user, Action.VIEW)
+            .filter(pk=int(host_id) if host_id.isdigit() else None)
+            .first()
+        )
+        if host is None:
+            return Response(
+                {"host": ["Give the id of a host you can see."]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        if not restrict(Host.objects.filter(pk=host.pk), request.user, Action.ADD).exists():
+            raise PermissionDenied("Your role may not create VMs on this host.")
+        return Response(create_options(request.user, host))
+
+    @extend_schema(
+        request=VmCreateSerializer,
+        responses={200: PreviewSerializer},
+        summary="Check a new VM and show its XML, without creating it",
+    )
+    @action(detail=False, methods=["post"], url_path="preview")
+    def preview(self, request):
+        """The same checks as creating, and the domain XML it would define; nothing is made."""
+        serializer = VmCreateSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        try:
+            plan = plan_vm(request.user, serializer.validated_data["host"], serializer.to_params())
+        except InvalidSpec as exc:
+            return Response(field_errors(exc), status=status.HTTP_400_BAD_REQUEST)
+        return Response({"xml": preview_xml(plan), "volumes": plan.describe()["volumes"]})
 
     @extend_schema(
         request=VmCreateSerializer,

@@ -250,3 +250,28 @@ def test_a_lost_worker_leaves_nothing_behind(owner, host):
     fail_orphan(other)
     assert domain_exists(conn, "bystander")
     remove_domain(conn, bystander)
+
+
+def test_create_options_and_preview(owner, operator, outsider, host):
+    client = api(owner)
+    options = client.get(f"/api/v1/vms/create-options/?host={host.pk}")
+    assert options.status_code == 200, options.content
+    body = options.json()
+    assert body["capabilities"]["domain_type"] == "test"
+    assert [p["name"] for p in body["pools"]] == [POOL]
+    assert any(i["name"] == "create-kernel" for i in body["images"]) and body["isos"] == []
+    assert [n["name"] for n in body["nic_targets"]["networks"]] == ["default"]
+    assert api(operator).get(f"/api/v1/vms/create-options/?host={host.pk}").status_code == 403
+    assert api(outsider).get(f"/api/v1/vms/create-options/?host={host.pk}").status_code == 400
+    conn = connection_for(host)
+    before = set(volumes.pool_volume_names(conn, POOL))
+    preview = client.post("/api/v1/vms/preview/", body(host), format="json")
+    assert preview.status_code == 200, preview.content
+    assert "<name>web1</name>" in preview.json()["xml"] and preview.json()["volumes"] == [
+        f"{POOL}/web1-disk0.qcow2"
+    ]
+    assert set(volumes.pool_volume_names(conn, POOL)) == before and not domain_exists(conn, "web1")
+    assert not Job.objects.exists()
+    bad = client.post("/api/v1/vms/preview/", {**body(host), "vcpus": 0}, format="json")
+    assert bad.status_code == 400 and "vcpus" in bad.json()
+    assert api(operator).post("/api/v1/vms/preview/", body(host), format="json").status_code == 403
