@@ -95,6 +95,8 @@ class DomainInfo:
     cpu_time_ns: int | None = None
     #: A managed save image exists: the next start restores the saved memory.
     managed_save: bool = False
+    #: Where the NICs' addresses came from: "agent" (the guest agent), "lease" (DHCP leases) or "".
+    address_source: str = ""
 
 
 def _vanished(exc: libvirt.libvirtError) -> bool:
@@ -112,6 +114,25 @@ def _addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
     for iface in ifaces.values():
         mac = (iface.get("hwaddr") or "").lower()
         found.setdefault(mac, []).extend(a["addr"] for a in iface.get("addrs") or [] if a.get("addr"))
+    return found
+
+
+def _agent_addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
+    """MAC address -> IP addresses the guest agent reports (no loopback or link-local); {} without an agent."""
+    try:
+        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0) or {}
+    except libvirt.libvirtError as exc:
+        log.debug("No agent addresses for %s: %s", dom.name(), exc)
+        return {}
+    found: dict[str, list[str]] = {}
+    for iface in ifaces.values():
+        mac = (iface.get("hwaddr") or "").lower()
+        if not mac or mac == "00:00:00:00:00:00":
+            continue
+        for entry in iface.get("addrs") or []:
+            addr = entry.get("addr") or ""
+            if addr and not addr.startswith(("127.", "fe80:", "::1")):
+                found.setdefault(mac, []).append(addr)
     return found
 
 
@@ -202,10 +223,13 @@ def _describe(
         managed_save=managed_save,
     )
     if with_addresses and state in (RUNNING, BLOCKED, PAUSED):
-        if leases is None:
-            leases = _addresses(dom)
+        found = _agent_addresses(dom) if parsed.guest_agent else {}
+        source = "agent" if found else "lease"
+        if not found:
+            found = leases if leases is not None else _addresses(dom)
         for nic in info.nics:
-            nic.addresses = leases.get((nic.mac or "").lower(), [])
+            nic.addresses = found.get((nic.mac or "").lower(), [])
+        info.address_source = source if any(nic.addresses for nic in info.nics) else ""
     return info
 
 

@@ -66,6 +66,8 @@ class DomainXml:
     disks: list[DiskInfo] = field(default_factory=list)
     nics: list[NicInfo] = field(default_factory=list)
     graphics: list[GraphicsInfo] = field(default_factory=list)
+    #: A QEMU guest agent channel is configured and not known to be disconnected (it may answer).
+    guest_agent: bool = False
 
 
 def _disk_source(disk: etree._Element) -> str | None:
@@ -139,4 +141,9 @@ def parse_domain_xml(xml: str) -> DomainXml:
         disks=[_parse_disk(d) for d in root.findall("devices/disk")],
         nics=[_parse_nic(n) for n in root.findall("devices/interface")],
         graphics=[_parse_graphics(g) for g in root.findall("devices/graphics")],
+        # QEMU says "connected" or "disconnected" in the live XML; drivers that do not say are asked.
+        guest_agent=any(
+            channel.get("state") != "disconnected"
+            for channel in root.findall("devices/channel/target[@name='org.qemu.guest_agent.0']")
+        ),
     )

@@ -41,6 +41,7 @@ class VirtualMachineBriefSerializer(serializers.ModelSerializer):
             "memory_kib",
             "autostart",
             "addresses",
+            "address_source",
             "gone",
             "updated",
         ]

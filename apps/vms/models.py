@@ -93,6 +93,11 @@ class VirtualMachine(models.Model):
         return "Gone" if self.gone else self.get_state_display()
 
     @property
+    def address_source_label(self) -> str:
+        """Where the addresses came from, in words ("" when there are none)."""
+        return {"agent": "from the guest agent", "lease": "from DHCP leases"}.get(self.address_source, "")
+
+    @property
     def memory_mib(self) -> int:
         return self.memory_kib // 1024
 
@@ -111,6 +116,7 @@ class VirtualMachine(models.Model):
             "gone": self.gone,
             "addresses": self.addresses,
             "address_source": self.address_source,
+            "address_source_label": self.address_source_label,
         }
 
 

@@ -49,6 +49,7 @@ def domain_fields(info: virt.DomainInfo) -> dict[str, Any]:
         "addresses": [address for nic in info.nics for address in nic.addresses],
         "cpu_time_ns": info.cpu_time_ns,
         "managed_save": info.managed_save,
+        "address_source": info.address_source,
     }
     if info.state == virt.SHUTOFF:
         fields["pending_changes"] = {}

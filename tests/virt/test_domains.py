@@ -275,7 +275,21 @@ def test_action_refusal_wording() -> None:
     assert action_refusal("start", "paused") == "The VM is paused; resume it instead."
     with pytest.raises(InvalidInput):
         action_refusal("explode", "running")
-    assert set(ACTIONS) == {"start", "shutdown", "force_off", "reboot", "pause", "resume"}
+    assert set(ACTIONS) == {
+        "start",
+        "shutdown",
+        "force_off",
+        "reboot",
+        "pause",
+        "resume",
+        "reset",
+        "save",
+        "restore",
+    }
+    assert action_refusal("save", "shutoff") == "The VM is not running; there is nothing to save."
+    assert action_refusal("save", "paused") is None and action_refusal("reset", "running") is None
+    assert action_refusal("restore", "running") == "The VM is already running."
+    assert action_refusal("restore", "shutoff") is None  # whether a saved state exists is checked on the VM
 
 
 def test_state_reasons() -> None:
