@@ -256,11 +256,11 @@ def test_create_options_and_preview(owner, operator, outsider, host):
     client = api(owner)
     options = client.get(f"/api/v1/vms/create-options/?host={host.pk}")
     assert options.status_code == 200, options.content
-    body = options.json()
-    assert body["capabilities"]["domain_type"] == "test"
-    assert [p["name"] for p in body["pools"]] == [POOL]
-    assert any(i["name"] == "create-kernel" for i in body["images"]) and body["isos"] == []
-    assert [n["name"] for n in body["nic_targets"]["networks"]] == ["default"]
+    offered = options.json()
+    assert offered["capabilities"]["domain_type"] == "test"
+    assert [p["name"] for p in offered["pools"]] == [POOL]
+    assert any(i["name"] == "create-kernel" for i in offered["images"]) and offered["isos"] == []
+    assert [n["name"] for n in offered["nic_targets"]["networks"]] == ["default"]
     assert api(operator).get(f"/api/v1/vms/create-options/?host={host.pk}").status_code == 403
     assert api(outsider).get(f"/api/v1/vms/create-options/?host={host.pk}").status_code == 400
     conn = connection_for(host)
