@@ -474,12 +474,16 @@ def create_vm(user, host, params: dict, report=None, *, journal: Journal | None 
     plan = plan_vm(user, host, params)
     conn = connection_for(host)
     spec = plan.spec
-    made: dict[str, Any] = {"domain_uuid": None, "domain_name": spec.name, "volumes": []}
+    made: dict[str, Any] = {"domain_uuid": None, "domain_name": spec.name, "volumes": [], "planned": []}
     total = sum(max(v.size_bytes, MIB) if v.source_path else MIB for v in plan.volumes) or 1
     done = 0
     try:
         for volume in plan.volumes:
             report.check_cancelled()
+            # Journalled before it is made: a worker lost mid-copy leaves a volume only libvirt knows of.
+            made["planned"].append([str(volume.pool.uuid), volume.name])
+            if journal:
+                journal(made)
             base = 5 + 75 * done / total
             if volume.seed is not None:
                 report.progress(base, f"Writing the cloud-init seed {volume.name}")
@@ -489,9 +493,9 @@ def create_vm(user, host, params: dict, report=None, *, journal: Journal | None 
                 report.log(f"Copying {volume.source_path} to {volume.pool.name}/{volume.name}.")
                 span = 75 * max(volume.size_bytes, MIB) / total
 
+                # No cancelling mid-copy: libvirt finishes the copy anyway; a cancel applies right after it.
                 def copied(now: int, whole: int, base=base, span=span, name=volume.name) -> None:
                     report.progress(base + span * now / max(whole, 1), f"Copying to {name}")
-                    report.check_cancelled()
 
                 info = virt_volumes.clone_volume(
                     conn,
@@ -532,15 +536,20 @@ def create_vm(user, host, params: dict, report=None, *, journal: Journal | None 
             report.log("Started.")
     except BaseException as exc:
         report.log(f"Creating {spec.name} failed: {getattr(exc, 'message', exc)}. Removing what was made.")
-        undo_creation(conn, made, report)
+        undo_creation(conn, made, report, planned=False)
+        if journal:  # undone here: nothing is left for a later cleanup to remove
+            journal({"domain_uuid": None, "domain_name": spec.name, "volumes": [], "planned": []})
         raise
     vm = _mirror_new_vm(user, host, conn, uuid, plan, params)
     report.progress(100, "Done")
     return vm
 
 
-def undo_creation(conn, made: dict[str, Any], report=None) -> None:
-    """Remove what a failed creation made: its domain (by the UUID it was given) and its volumes."""
+def undo_creation(conn, made: dict[str, Any], report=None, *, planned: bool = True) -> None:
+    """Remove what a failed creation made: its domain (by the UUID it was given) and its volumes.
+
+    With `planned` (a worker lost mid-job), also volumes it had begun to make but not yet journalled.
+    """
     report = report or NullReport()
     uuid = made.get("domain_uuid")
     if uuid:
@@ -558,6 +567,19 @@ def undo_creation(conn, made: dict[str, Any], report=None) -> None:
                 report.log(f"Deleted volume {path}.")
         except virt.VirtError as exc:
             report.log(f"Could not delete volume {path}: {exc.message}")
+    # A volume begun but not journalled as made (the worker was lost while libvirt made it). Its name was
+    # free when the job was planned, so a volume by that name now is this job's.
+    made_paths = set(made.get("volumes") or [])
+    for pool_uuid, name in (made.get("planned") or []) if planned else []:
+        try:
+            target = virt_volumes.pool_target_path(conn, pool_uuid)
+            if target is None or not name or "/" in name:
+                continue
+            path = f"{target.rstrip('/')}/{name}"
+            if path not in made_paths and virt_volumes.delete_volume(conn, path):
+                report.log(f"Deleted volume {path}.")
+        except virt.VirtError as exc:
+            report.log(f"Could not delete volume {name}: {exc.message}")
 
 
 def _mirror_new_vm(user, host, conn, uuid: str, plan: Plan, params: dict) -> VirtualMachine:

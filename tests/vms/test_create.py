@@ -212,6 +212,8 @@ def test_a_lost_worker_leaves_nothing_behind(owner, host):
 
     conn = connection_for(host)
     disk = volumes.create_volume(conn, POOL, "lost-disk0.qcow2", 2**20)
+    begun = volumes.create_volume(conn, POOL, "lost-disk1.qcow2", 2**20)  # made by libvirt, not journalled
+    pool_uuid = str(StoragePool.objects.get(host=host, name=POOL).uuid)
     spec = DomainSpec(name="lost", domain_type="test", arch="i686", memory_mib=64)
     uuid = define_domain(conn, build_domain_xml(spec))
     bystander = define_domain(
@@ -228,12 +230,21 @@ def test_a_lost_worker_leaves_nothing_behind(owner, host):
         started=timezone.now(),
         worker="gone-host:1",
         params={"name": "lost"},
-        result={"made": {"domain_uuid": uuid, "domain_name": "lost", "volumes": [disk.path]}},
+        result={
+            "made": {
+                "domain_uuid": uuid,
+                "domain_name": "lost",
+                "volumes": [disk.path],
+                "planned": [[pool_uuid, "lost-disk0.qcow2"], [pool_uuid, "lost-disk1.qcow2"]],
+            }
+        },
     )
     fail_orphan(job)
     job.refresh_from_db()
     assert job.state == JobState.FAILED and "What it had made was removed" in job.error
-    assert not domain_exists(conn, "lost") and "lost-disk0.qcow2" not in volumes.pool_volume_names(conn, POOL)
+    names = volumes.pool_volume_names(conn, POOL)
+    assert not domain_exists(conn, "lost") and "lost-disk0.qcow2" not in names
+    assert "lost-disk1.qcow2" not in names and f"Deleted volume {begun.path}." in job.log
     assert domain_exists(conn, "bystander")
     # A journal naming someone else's domain (same UUID, other name) removes nothing of it.
     other = Job.objects.create(
