@@ -89,7 +89,7 @@ SOURCE_LABELS = {
     "empty": "Empty VM (add media later)",
 }
 _CAPS_TTL = 300.0
-_caps_cache: dict[tuple[int, str], tuple[float, HostCapabilities]] = {}
+_caps_cache: dict[tuple[int, str, str], tuple[float, HostCapabilities]] = {}
 
 
 def step_of(field: str) -> str:
@@ -107,7 +107,7 @@ def host_capabilities(host: Host, domain_type: str | None = None) -> HostCapabil
     from apps.hosts.services import connection_for
     from apps.virt.capabilities import get_capabilities
 
-    key = (host.pk, domain_type or "")
+    key = (host.pk, host.uri, domain_type or "")
     cached = _caps_cache.get(key)
     if cached and time.monotonic() - cached[0] < _CAPS_TTL:
         return cached[1]
