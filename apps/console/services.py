@@ -26,7 +26,9 @@ from apps.core.permissions import can, get_restricted
 from apps.vms.choices import VmState
 from apps.vms.models import VirtualMachine
 
-#: Where websockify connects: VNC of a local VM, always on loopback.
+from .tunnel import ssh_target
+
+#: Where websockify connects: VNC of a VM, always on loopback (a remote host's own, through an SSH tunnel).
 TARGET_HOST = "127.0.0.1"
 LOCAL_SCHEMES = frozenset({"qemu", "qemu+unix"})
 LOCAL_PATHS = frozenset({"/system", "/session"})
@@ -81,10 +83,11 @@ def mirror_refusal(vm: VirtualMachine) -> str | None:
     """Why the console cannot open, judged from the mirror alone (no libvirt call); None if it may."""
     if vm.gone:
         return f"{vm.name} no longer exists on {vm.host.name}."
-    if not is_local_uri(vm.host.uri):
+    if not is_local_uri(vm.host.uri) and ssh_target(vm.host.uri) is None:
         return (
-            f"{vm.name} runs on {vm.host.name}, a remote host ({vm.host.uri}): consoles of remote hosts "
-            "are not available yet."
+            f"{vm.name} runs on {vm.host.name}, a remote host not reached over SSH ({vm.host.uri}): Vireo "
+            "opens graphical consoles of remote hosts only through an SSH tunnel. Connect the host with "
+            "qemu+ssh:// to use its consoles (the serial console works on any host)."
         )
     if vm.state not in (VmState.RUNNING, VmState.PAUSED, VmState.BLOCKED):
         return f"{vm.name} is {vm.state_label.lower()}: start it to open its console."
@@ -118,7 +121,8 @@ def cap_refusal(user) -> str | None:
 
 
 def live_vnc_port(vm: VirtualMachine) -> int:
-    """The VNC port of a running local VM, read from libvirt now; ConsoleRefused with the reason if none."""
+    """The VNC port of a running VM on its host's loopback, read from libvirt now; ConsoleRefused with the
+    reason if none (or if it listens beyond loopback)."""
     from apps.hosts.services import connection_for
 
     try:
@@ -147,9 +151,9 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
     """Check that `user` may open `vm`'s console now, and issue a single-use token for websockify.
 
     Users with the `console` permission get a console they may control; those who may only view the VM
-    (viewers) get a view-only one (websockify drops its input, see rfb.py). Raises Http404 (may not see
-    the VM) or ConsoleRefused (VM off, no VNC, remote host, VNC beyond loopback, the user's console cap
-    reached). Tickets and refusals are audited ("vm.console.ticket"); the console's open and close are
+    (viewers) get a view-only one (websockify drops its input, see rfb.py). VMs of hosts reached over SSH
+    get a ticket for a tunnel (tunnel.py). Raises Http404 (may not see the VM) or ConsoleRefused (VM
+    off, no VNC, remote host not over SSH, VNC beyond loopback, the user's console cap reached). Tickets and refusals are audited ("vm.console.ticket"); the console's open and close are
     audited when websockify connects and disconnects it (sessions.py).
     """
     vm = get_restricted(VirtualMachine.objects.select_related("host"), user, Action.VIEW, pk=vm.pk)
@@ -174,6 +178,9 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
         "target_port": port,
         "session_key_hash": hash_token(session_key) if session_key else None,
     }
+    if not is_local_uri(vm.host.uri):
+        # A remote host: websockify reaches the VNC on the host's own loopback through an SSH tunnel.
+        ticket["tunnel"] = True
     ttl = token_ttl()
     redis_client().set(token_key(hash_token(token)), json.dumps(ticket), ex=ttl)
     params = {"host": vm.host.name, "vnc_port": port, "view_only": action == Action.VIEW}

@@ -53,6 +53,10 @@ return 1
 """
 
 
+#: Seconds a user's revision counter is kept after its last change.
+REVISION_TTL = 86400
+
+
 class ConsoleLimitReached(Exception):
     """The user already has VIREO_CONSOLE_MAX_PER_USER consoles open."""
 
@@ -72,7 +76,12 @@ def session_ttl() -> int:
 
 def bump_revision(user_id: int) -> None:
     """Tell the processes holding `user_id`'s consoles to check the user's rights again now."""
-    redis_client().incr(_key("rev", user_id))
+    # The counter only needs to outlive the checks of consoles open now; should it expire, a console sees
+    # a different value and checks the database, which is the safe side.
+    pipe = redis_client().pipeline()
+    pipe.incr(_key("rev", user_id))
+    pipe.expire(_key("rev", user_id), REVISION_TTL)
+    pipe.execute()
 
 
 def _revision(client, user_id: int) -> int:

@@ -128,6 +128,13 @@ class ConsoleTokens:
             logger.warning("console refused: unknown, expired or already used token")
             return None
         _claims.ticket = ticket
+        if ticket.get("tunnel"):
+            # A remote host: websockify will connect to a private UNIX socket, which the auth plugin ties
+            # to an SSH tunnel once the connection is allowed.
+            from .tunnel import tunnel_path
+
+            ticket["socket_path"] = tunnel_path()
+            return "unix_socket", ticket["socket_path"]  # type: ignore[return-value]
         return ticket["target_host"], int(ticket["target_port"])
 
 
@@ -146,24 +153,68 @@ class ConsoleAuth:
             logger.warning("console refused (no ticket): no console token was taken for this connection")
             raise AuthenticationError(log_msg="no console token", response_code=403, response_msg="Forbidden")
         reason: str | None = None
-        if (ticket["target_host"], int(ticket["target_port"])) != (target_host, int(target_port or 0)):
+        handler = connection_handler()
+        if ticket.get("socket_path"):
+            unix_target = getattr(getattr(handler, "server", None), "unix_target", None)
+            if handler is not None and unix_target != ticket["socket_path"]:
+                reason = "the target is not the token's"
+        elif (ticket["target_host"], int(ticket["target_port"])) != (target_host, int(target_port or 0)):
             reason = "the target is not the token's"
-        else:
+        if reason is None:
             reason = allowed_origin_check(headers.get("Origin")) or session_check(headers, ticket)
         if reason:
             logger.warning(
                 "console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], reason
             )
+            discard_socket(ticket)
             raise AuthenticationError(log_msg=reason, response_code=403, response_msg="Forbidden")
-        handler = connection_handler()
         if handler is None:
             reason = "not called from a websockify connection handler: the console could not be supervised"
             logger.warning(
                 "console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], reason
             )
             raise AuthenticationError(log_msg=reason, response_code=403, response_msg="Forbidden")
-        supervise(handler, ticket, headers)
+        session = supervise(handler, ticket, headers)
+        if ticket.get("socket_path"):
+            tunnel(ticket, session)
         logger.info("console opened: VM %s for user %s", ticket["vm_id"], ticket["user_id"])
+
+
+def discard_socket(ticket: dict[str, Any]) -> None:
+    """Remove the private directory of a refused connection's tunnel socket."""
+    if ticket.get("socket_path"):
+        from .tunnel import discard_path
+
+        discard_path(ticket["socket_path"])
+
+
+def tunnel(ticket: dict[str, Any], session: Any) -> None:
+    """Open the SSH tunnel of an allowed connection to a remote host's VM (on the ticket's socket path);
+    AuthenticationError (the console's close audited with the reason) if it cannot be opened."""
+    from django.db import connections
+
+    from apps.hosts.models import Host
+
+    from .tunnel import TunnelError, open_tunnel
+
+    try:
+        host = Host.objects.get(pk=ticket["host_id"])
+        credentials = host.credentials()
+        open_tunnel(
+            host.uri,
+            credentials.ssh_private_key,
+            credentials.known_hosts,
+            ticket["target_host"],
+            int(ticket["target_port"]),
+            ticket["socket_path"],
+        )
+    except (TunnelError, Host.DoesNotExist) as exc:
+        logger.warning("console refused (VM %s for user %s): %s", ticket["vm_id"], ticket["user_id"], exc)
+        discard_socket(ticket)
+        session.close(f"tunnel failed: {exc}")
+        raise AuthenticationError(log_msg=str(exc), response_code=403, response_msg="Forbidden") from exc
+    finally:
+        connections.close_all()
 
 
 def connection_handler() -> Any:
@@ -194,7 +245,7 @@ def client_address(handler: Any, headers: Any) -> str | None:
     return peer
 
 
-def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
+def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> Any:
     """Register this connection as an open console (cap, audit, presence), filter what the browser sends,
     and watch the console from a thread until it ends.
 
@@ -203,7 +254,7 @@ def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
     (every half second) and, every VIREO_CONSOLE_CHECK_SECONDS, refreshes the session and checks the user's
     rights; when they are gone (logout, lost permission) it shuts the browser's socket, which ends the
     proxy loop and the process. The close is audited when the process exits (multiprocessing runs its
-    finalizers then). Raises AuthenticationError over the user's cap.
+    finalizers then). Returns the ConsoleSession; raises AuthenticationError over the user's cap.
     """
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -296,3 +347,4 @@ def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> None:
                 return
 
     threading.Thread(target=guard, name="console-guard", daemon=True).start()
+    return session

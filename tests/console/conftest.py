@@ -15,6 +15,7 @@ from django.conf import settings as django_settings
 
 from tests.conftest import shared_database_url
 from tests.fixtures.processes import free_port, stop, wait_for_port
+from tests.fixtures.sshd import sshd_server  # noqa: F401 - a fixture for the tunnel tests
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = "apps.console.websockify_plugins"

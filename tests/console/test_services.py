@@ -113,8 +113,8 @@ def test_outsider_gets_not_found(vm, outsider, libvirt_graphics):
         ({"state": "shutoff"}, "start it"),
         ({"graphics": []}, "no graphical display"),
         ({"graphics": [{**VNC, "type": "spice"}]}, "no VNC display"),
-        ({"uri": "qemu+ssh://root@far.example/system"}, "remote host"),
-        ({"uri": "qemu://far.example/system"}, "remote host"),
+        ({"uri": "qemu+tls://far.example/system"}, "not reached over SSH"),
+        ({"uri": "qemu://far.example/system"}, "not reached over SSH"),
     ],
 )
 def test_refused_from_the_mirror(team, owner, kwargs, words, monkeypatch):

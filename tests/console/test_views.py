@@ -82,7 +82,7 @@ def test_page_for_operator_viewer_outsider(client_for, operator, viewer, outside
     [
         ({"state": "shutoff"}, "start it"),
         ({"graphics": []}, "no graphical display"),
-        ({"uri": "qemu+ssh://root@far/system"}, "remote host"),
+        ({"uri": "qemu+tcp://far/system"}, "only through an SSH tunnel"),
     ],
 )
 def test_page_says_why_not(client_for, owner, team, kwargs, words):
