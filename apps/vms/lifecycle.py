@@ -17,7 +17,7 @@ from apps.audit.models import Outcome
 from apps.audit.services import record
 from apps.core.choices import Action
 from apps.core.jobs import submit_job
-from apps.core.mirror import mark_gone
+from apps.core.mirror import mark_gone, sync_host_objects
 from apps.core.models import Job
 from apps.core.permissions import restrict
 from apps.virt import deletion
@@ -25,7 +25,7 @@ from apps.virt import volumes as virt_volumes
 
 from .choices import VmAction
 from .models import VirtualMachine
-from .services import refresh_vm
+from .services import domain_fields
 
 logger = logging.getLogger(__name__)
 BULK_PARALLEL = 32  # at most this many libvirt calls at once in one bulk action
@@ -173,11 +173,13 @@ def run_bulk_action(user_pk: int | None, vm_pks: list[int], action: str, report)
         outcomes[str(pk)] = "skipped: you may not operate it (any more)"
     report.progress(2, f"{label}: {len(vms)} VMs")
 
-    def act(vm: VirtualMachine) -> str | None:
+    def act(vm: VirtualMachine) -> virt.DomainInfo:
+        """In a thread: only libvirt calls (the action, then the VM's new state); no database."""
         if vm.gone:
-            return "This VM no longer exists on its host."
-        virt.ACTIONS[action](connection_for(vm.host), str(vm.uuid))  # checks the live state itself
-        return None
+            raise virt.InvalidState("This VM no longer exists on its host.")
+        conn = connection_for(vm.host)
+        virt.ACTIONS[action](conn, str(vm.uuid))  # checks the live state itself
+        return virt.get_domain(conn, str(vm.uuid), with_addresses=True)
 
     done = 0
     with ThreadPoolExecutor(max_workers=min(BULK_PARALLEL, max(len(vms), 1))) as pool:
@@ -185,22 +187,18 @@ def run_bulk_action(user_pk: int | None, vm_pks: list[int], action: str, report)
         for future in as_completed(futures):
             vm = futures[future]
             try:
-                problem = future.result()
+                info = future.result()
             except virt.VirtError as exc:
-                problem = exc.message
-            done += 1
-            if problem:
-                outcomes[str(vm.pk)] = problem
-                report.log(f"{vm.name}: {problem}")
-                record(user, f"vm.{action}", vm, outcome=Outcome.FAILURE, message=problem)
+                outcomes[str(vm.pk)] = exc.message
+                report.log(f"{vm.name}: {exc.message}")
+                record(user, f"vm.{action}", vm, outcome=Outcome.FAILURE, message=exc.message)
             else:
+                # The mirror follows each VM as soon as it is done (saved, then published).
+                sync_host_objects(VirtualMachine, vm.host, {info.uuid: domain_fields(info)}, complete=False)
                 outcomes[str(vm.pk)] = "done"
                 report.log(f"{vm.name}: done.")
-                try:
-                    refresh_vm(vm)
-                except virt.VirtError as exc:
-                    logger.warning("refreshing %s after %s failed: %s", vm, action, exc.message)
                 record(user, f"vm.{action}", vm)
+            done += 1
             report.progress(2 + 98 * done // max(len(vms), 1), f"{label}: {done} of {len(vms)}")
     ok = sum(1 for value in outcomes.values() if value == "done")
     if vm_pks and ok == 0:
