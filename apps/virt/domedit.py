@@ -112,11 +112,7 @@ class ChangeOutcome:
     live: bool
     saved: bool
     message: str
-
-    @property
-    def pending(self) -> bool:
-        """Saved for the next boot only: pending until the VM restarts."""
-        return self.saved and not self.live
+    pending: bool = False  # saved for the next boot of a running VM: pending until it restarts
 
 
 def _running(dom: libvirt.virDomain) -> bool:
@@ -137,7 +133,10 @@ def _apply(dom: libvirt.virDomain, what: str, call) -> ChangeOutcome:
             call(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         reason = translate(exc).message.split(". ")[0]
         return ChangeOutcome(
-            live=False, saved=True, message=f"{what}: saved; pending until the VM restarts ({reason})."
+            live=False,
+            saved=True,
+            message=f"{what}: saved; pending until the VM restarts ({reason}).",
+            pending=True,
         )
     return ChangeOutcome(live=True, saved=True, message=f"{what}: applied now and saved.")
 
@@ -167,6 +166,7 @@ def set_max_vcpus(conn: libvirt.virConnect, uuid: str, maximum: int) -> ChangeOu
         live=False,
         saved=True,
         message=f"Maximum vCPUs set to {maximum}" + ("; pending until the VM restarts." if running else "."),
+        pending=running,
     )
 
 
@@ -199,6 +199,7 @@ def set_max_memory(conn: libvirt.virConnect, uuid: str, memory_kib: int) -> Chan
         saved=True,
         message=f"Maximum memory set to {memory_kib // 1024} MiB"
         + ("; pending until the VM restarts." if running else "."),
+        pending=running,
     )
 
 
@@ -339,6 +340,7 @@ def set_boot_order(conn: libvirt.virConnect, uuid: str, order: list[str]) -> Cha
         live=False,
         saved=True,
         message="Boot order saved" + ("; pending until the VM restarts." if running else "."),
+        pending=running,
     )
 
 
@@ -519,5 +521,6 @@ def redefine_xml(conn: libvirt.virConnect, uuid: str, xml: str, *, admin: bool) 
         live=False,
         saved=True,
         message="Definition saved" + ("; pending until the VM restarts." if running else "."),
+        pending=running,
     )
     return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), outcome

@@ -156,7 +156,7 @@ def update_vm(user, vm: VirtualMachine, changes: dict[str, Any], *, request=None
     if "max_vcpus" in clean:
         outcome = domedit.set_max_vcpus(conn, uuid, clean["max_vcpus"])
         result.messages.append(outcome.message)
-        if domedit.running_state(conn, uuid):
+        if outcome.pending:
             result.pending["max_vcpus"] = clean["max_vcpus"]
     if "vcpus" in clean:
         outcome = domedit.set_vcpus(conn, uuid, clean["vcpus"])
@@ -166,7 +166,7 @@ def update_vm(user, vm: VirtualMachine, changes: dict[str, Any], *, request=None
     if "max_memory_mib" in clean:
         outcome = domedit.set_max_memory(conn, uuid, clean["max_memory_mib"] * 1024)
         result.messages.append(outcome.message)
-        if domedit.running_state(conn, uuid):
+        if outcome.pending:
             result.pending["max_memory_mib"] = clean["max_memory_mib"]
     if "memory_mib" in clean:
         outcome = domedit.set_memory(conn, uuid, clean["memory_mib"] * 1024)
@@ -347,7 +347,7 @@ def set_boot_order(user, vm: VirtualMachine, order: list[str], *, request=None) 
     conn = _conn(vm)
     outcome = domedit.set_boot_order(conn, str(vm.uuid), [str(o) for o in order])
     result = ChangeResult(vm, [outcome.message])
-    if domedit.running_state(conn, str(vm.uuid)):
+    if outcome.pending:
         result.pending["boot_order"] = list(order)
     return _finish(user, vm, "vm.boot_order", {"order": list(order)}, result, request)
 

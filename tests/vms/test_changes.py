@@ -246,3 +246,15 @@ def test_edit_pages_by_role(owner, operator, viewer, outsider, vm, client_for):
     assert client.post(f"/vms/{vm.pk}/edit/settings/", {"title": "x"}).status_code == 404
     vm.refresh_from_db()
     assert vm.title == "Edited"
+
+
+def test_changes_to_a_stopped_vm_are_not_pending(owner, vm):
+    conn = connection_for(vm.host)
+    conn.lookupByUUIDString(str(vm.uuid)).destroy()
+    refresh_vm(vm, conn)
+    response = api(owner).patch(f"/api/v1/vms/{vm.pk}/", {"memory_mib": 320, "max_vcpus": 3}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["pending"] == {}
+    assert "Memory set to 320 MiB: saved." in response.json()["messages"]
+    vm.refresh_from_db()
+    assert vm.memory_kib == 320 * 1024 and vm.pending_changes == {}
