@@ -247,8 +247,8 @@ def nic_choices(host) -> dict[str, list[dict[str, Any]]]:
 def validate(host, data: dict[str, Any], *, instance: Network | None = None) -> CleanResult:
     """clean_network_data against the mirror; raises NetworkInputError with per-field messages."""
     result = clean_network_data(host, data, instance=instance)
-    if result.errors:
-        raise NetworkInputError(result.errors)
+    if result.errors or result.spec is None:
+        raise NetworkInputError(result.errors or {"__all__": ["Invalid network settings."]})
     return result
 
 
@@ -275,6 +275,7 @@ def create_network(
     """
     result = validate(host, data)
     spec = result.spec
+    assert spec is not None  # validate() raises otherwise
     params = {"host": host.name, "mode": spec.mode, "start": start, "autostart": autostart}
     conn = _connection(host)
     try:
@@ -340,6 +341,7 @@ def update_network(
     static leases and DNS entries changed here are also applied live."""
     result = validate(network.host, data, instance=network)
     spec = result.spec
+    assert spec is not None  # validate() raises otherwise
     spec.uuid = str(network.uuid)
     if spec.name != network.name:
         raise NetworkInputError({"name": ["libvirt cannot rename a network; create a new one instead."]})
