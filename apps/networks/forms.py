@@ -178,6 +178,16 @@ class NetworkForm(forms.Form):
         self.warnings: list[str] = []
         for name, modes in FIELD_MODES.items():
             self.fields[name].modes = modes
+        for field in self.fields.values():
+            widget = field.widget
+            css = (
+                "form-check-input"
+                if isinstance(widget, forms.CheckboxInput)
+                else "form-select"
+                if isinstance(widget, forms.Select)
+                else "form-control"
+            )
+            widget.attrs["class"] = css
         self.fields["forward_dev"].widget.attrs["list"] = "host-interfaces"
         self.fields["bridge"].widget.attrs["list"] = "host-bridges"
         if instance is not None:
