@@ -177,3 +177,15 @@ def test_refresh_leases_follows_libvirt(net_host):
     assert [n.pk for n in changed] == [network.pk]
     network.refresh_from_db()
     assert network.leases == []
+
+
+def test_hostd_rereads_interfaces_on_a_net_device_event(net_host):
+    """Where libvirt sends node-device events for net devices, hostd re-reads the interfaces at once."""
+    from apps.hosts.hostd import HostWatcher
+    from apps.hosts.services import connection_for
+
+    HostInterface.objects.filter(host=net_host).delete()
+    watcher = HostWatcher(net_host)
+    event = virt.VirtEvent("interface", "", "net_eth1_aa_bb_cc_dd_ee_ff", "created")
+    watcher._apply(net_host, connection_for(net_host), [event])
+    assert list(HostInterface.objects.filter(host=net_host).values_list("name", flat=True)) == ["eth1"]
