@@ -309,6 +309,8 @@ def validate_spec(spec: DomainSpec, caps: HostCapabilities | None = None) -> Dom
         _check(errors, "cpu_model", validate_name, spec.cpu_model, "cpu_model")
     if spec.secure_boot and spec.firmware != "efi":
         errors["secure_boot"] = "Secure boot needs UEFI firmware."
+    elif spec.secure_boot and spec.machine and "q35" not in str(spec.machine):
+        errors["machine"] = "Secure boot needs a q35 machine type (SMM)."
     if spec.kernel:
         _check(errors, "kernel", validate_path, spec.kernel, "kernel")
         if spec.initrd:

@@ -155,6 +155,15 @@ def _nics(params: dict, template: VirtualMachine | None) -> list[NicSpec]:
     ]
 
 
+def _default_machine(params: dict, caps: HostCapabilities, template) -> str | None:
+    """The machine type when none is given: the template's, q35 for secure boot, else the host's default."""
+    if template is not None:
+        return template.machine or None
+    if params.get("secure_boot") and "q35" in caps.machine_types:
+        return "q35"
+    return caps.default_machine
+
+
 def plan_vm(user, host, params: dict) -> Plan:
     """Check a creation request against the host and the mirror; InvalidSpec (by field) when anything is
     wrong. Nothing is made. Needs a connection to the host (its capabilities, names and free space)."""
@@ -188,7 +197,7 @@ def plan_vm(user, host, params: dict) -> Plan:
         uuid=params.get("uuid") or str(uuidlib.uuid4()),
         domain_type=pick("domain_type", caps.domain_type),
         arch=caps.arch,
-        machine=pick("machine", template.machine if template else caps.default_machine) or None,
+        machine=pick("machine", _default_machine(params, caps, template)) or None,
         vcpus=pick("vcpus", template.vcpus if template else 1),
         max_vcpus=params.get("max_vcpus") or None,
         sockets=params.get("sockets") or None,

@@ -189,6 +189,9 @@ def test_direct_kernel_boot_and_efi():
     assert root.find("os").get("firmware") == "efi"
     assert root.find("features/smm").get("state") == "on"
     assert root.find("devices/tpm/backend").get("type") == "emulator"
+    with pytest.raises(InvalidSpec, match="q35"):
+        validate_spec(DomainSpec(name="k", firmware="efi", secure_boot=True, machine="pc"))
+    assert validate_spec(DomainSpec(name="k", firmware="efi", secure_boot=True, machine="pc-q35-7.2"))
     with pytest.raises(InvalidSpec, match="kernel"):
         validate_spec(DomainSpec(name="k", initrd="/pool/initrd.gz"))
     with pytest.raises(InvalidSpec, match="kernel"):
