@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
           qemu-system-x86 qemu-utils dnsmasq-base redis-server python3-venv python3-dev gcc make
-          iproute2 ca-certificates)
+          iproute2 ca-certificates openssl)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 if [[ "${1:-}" == "test" ]]; then
   # The tiny test guest (a Debian kernel and a busybox initramfs), the browser, PostgreSQL's client.
