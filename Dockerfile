@@ -37,7 +37,7 @@ FROM python:3.11-slim-bookworm
 # libvirt0: the libvirt client library (ssh via libssh, tls via gnutls); openssh-client for
 # plain qemu+ssh:// URIs that use the ssh program.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvirt0 openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends libvirt0 openssh-client ca-certificates openssl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /home/vireo vireo
 
