@@ -11,6 +11,7 @@ progress(percent, stage) and log(line), so the Celery task that runs them is thi
 from __future__ import annotations
 
 import logging
+import re
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,11 @@ class Plan:
 def volume_file_name(vm_name: str, index: int, fmt: str) -> str:
     """The deterministic name of a new VM's disk volume: web1-disk0.qcow2, web1-disk1.img."""
     return f"{vm_name}-disk{index}.{'qcow2' if fmt == 'qcow2' else 'img'}"
+
+
+def hostname_for(vm_name: str) -> str:
+    """A valid hostname made from a VM name (dots and underscores become '-'), for cloud-init."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", vm_name or "").strip("-")[:63].strip("-") or "vm"
 
 
 def seed_file_name(vm_name: str) -> str:
@@ -392,7 +398,7 @@ def plan_vm(user, host, params: dict) -> Plan:
                     user_data=cloud.get("user_data") or "",
                     instance_id=f"iid-{spec.uuid}",
                 ),
-                default_hostname=spec.name if spec.name and "." not in spec.name else "vm",
+                default_hostname=hostname_for(spec.name),
             )
         except InvalidSpec as exc:
             errors.update(exc.errors)

@@ -286,3 +286,11 @@ def test_create_options_and_preview(owner, operator, outsider, host):
     bad = client.post("/api/v1/vms/preview/", {**body(host), "vcpus": 0}, format="json")
     assert bad.status_code == 400 and "vcpus" in bad.json()
     assert api(operator).post("/api/v1/vms/preview/", body(host), format="json").status_code == 403
+
+
+def test_hostname_for_cloud_init():
+    from apps.vms.creation import hostname_for
+
+    assert hostname_for("db_1.prod") == "db-1-prod"
+    assert hostname_for("web1") == "web1"
+    assert hostname_for("...") == "vm" and len(hostname_for("a" * 64)) == 63
