@@ -61,3 +61,59 @@ def test_clone_into_another_pool_and_boot(
     finally:
         if dom is not None:
             remove_domain(dom)
+
+
+def test_worker_killed_mid_clone_leaves_nothing(
+    owner, team, storage_pool, storage_pool_factory, libvirt_system, run_prefix, celery_worker
+):
+    """A clone whose worker process is killed while a disk is copied ends failed, and neither the copy
+    nor a clone definition stays on the host."""
+    import os
+    import signal
+    import subprocess
+
+    host = Host.objects.create(team=team, name="local", uri="qemu:///system")
+    target = storage_pool_factory()
+    path = storage_pool.create_volume(f"{run_prefix}big.img", 200, "raw")
+    subprocess.run(
+        ["dd", "if=/dev/urandom", f"of={path}", "bs=1M", "count=200", "conv=notrunc"],
+        check=True,
+        capture_output=True,
+    )
+    root = etree.Element("domain", type="qemu")
+    etree.SubElement(root, "name").text = f"{run_prefix}big"
+    etree.SubElement(root, "memory", unit="MiB").text = "64"
+    os_el = etree.SubElement(root, "os")
+    etree.SubElement(os_el, "type", arch="x86_64").text = "hvm"
+    devices = etree.SubElement(root, "devices")
+    disk = etree.SubElement(devices, "disk", type="file", device="disk")
+    etree.SubElement(disk, "driver", name="qemu", type="raw")
+    etree.SubElement(disk, "source", file=path)
+    etree.SubElement(disk, "target", dev="vda", bus="virtio")
+    dom = libvirt_system.defineXML(etree.tostring(root, encoding="unicode"))
+    try:
+        reconcile_host(host)
+        vm = VirtualMachine.objects.get(host=host, uuid=dom.UUIDString())
+        pool = StoragePool.objects.get(host=host, name=target.name)
+        client = APIClient()
+        client.force_authenticate(owner)
+        response = client.post(
+            f"/api/v1/vms/{vm.pk}/clone/", {"name": f"{run_prefix}big-c", "pool": pool.pk}, format="json"
+        )
+        assert response.status_code == 202, response.content
+        job_id = response.json()["id"]
+        job = wait_until(lambda: Job.objects.filter(pk=job_id, stage="Copying disk vda").first(), 60)
+        os.kill(int(job.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+        job = wait_until(
+            lambda: Job.objects.filter(pk=job_id, state__in=("failed", "succeeded")).first(), 180
+        )
+        assert job.state == "failed", job.log
+        assert (
+            "worker process running this job was lost" in job.error
+            and "What it had made was removed" in job.error
+        )
+        assert target.volume_names() == []  # the partial copy went
+        with pytest.raises(libvirt.libvirtError):
+            libvirt_system.lookupByName(f"{run_prefix}big-c")
+    finally:
+        remove_domain(dom)
