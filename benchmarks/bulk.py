@@ -87,6 +87,7 @@ def stop_all(domains) -> None:
 
 
 def main() -> int:
+    """Run the benchmark; exit status 0 when the target is met."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -46,6 +46,7 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_username(self, job: Job) -> str | None:
+        """Who submitted the job (None for the system)."""
         return job.user.get_username() if job.user else None
 
 

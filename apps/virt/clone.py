@@ -49,6 +49,7 @@ class ClonePlan:
 
     @property
     def total_bytes(self) -> int:
+        """Bytes to copy in all (at least 1, for progress fractions)."""
         return sum(d.size for d in self.disks) or 1
 
 

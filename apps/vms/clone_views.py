@@ -21,6 +21,7 @@ class VmCloneView(LoginRequiredMixin, TemplateView):
     template_name = "vms/clone.html"
 
     def get_vm(self, pk: int) -> VirtualMachine:
+        """The VM to clone: 404 if the user may not see it, 403 if they may not add VMs to its team."""
         return get_restricted(
             VirtualMachine.objects.select_related("host", "team"), self.request.user, Action.ADD, pk=pk
         )
@@ -36,6 +37,7 @@ class VmCloneView(LoginRequiredMixin, TemplateView):
         )
 
     def post(self, request, pk: int):
+        """Queue the clone, or show the form again with what is wrong (400)."""
         vm = self.get_vm(pk)
         name = request.POST.get("name", "")
         pool = request.POST.get("pool", "")

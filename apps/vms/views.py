@@ -176,6 +176,7 @@ class VmDeleteView(LoginRequiredMixin, TemplateView):
     template_name = "vms/delete.html"
 
     def get_vm(self, pk: int) -> VirtualMachine:
+        """The VM to delete: 404 if the user may not see it, 403 if they may not delete it."""
         return get_restricted(
             VirtualMachine.objects.select_related("host", "team"), self.request.user, Action.DELETE, pk=pk
         )
