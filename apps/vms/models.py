@@ -115,6 +115,7 @@ class VirtualMachine(models.Model):
             "autostart": self.autostart,
             "gone": self.gone,
             "addresses": self.addresses,
+            "pending_label": "pending until restart" if self.pending_changes else "",
             "address_source": self.address_source,
             "address_source_label": self.address_source_label,
         }

@@ -116,6 +116,11 @@ def test_hot_plug_a_disk_and_pending_memory_from_the_edit_page(
     expect(page.locator("#vm-pending")).to_contain_text("memory: 96")
     page.goto(f"/vms/{vm.pk}/")
     expect(page.locator("#vm-pending")).to_have_text("pending until restart")
+    # Powered off, nothing is pending any more.
+    with page.expect_navigation():
+        page.click('#vm-actions button[data-action="force_off"]')
+    expect(page.locator("#vm-state")).to_have_text("Off")
+    expect(page.locator("#vm-pending")).to_be_hidden()
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.goto(f"/vms/{vm.pk}/edit/")
