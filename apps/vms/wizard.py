@@ -199,6 +199,7 @@ def params_from_post(post) -> dict[str, Any]:
         "password": post.get("ci_password", ""),
         "ssh_keys": [line.strip() for line in post.get("ci_ssh_keys", "").splitlines() if line.strip()],
         "user_data": post.get("ci_user_data", "").replace("\r\n", "\n"),
+        "pool": post.get("ci_pool", ""),
     }
     data["cloud_init"] = {k: v for k, v in cloud.items() if v} or None
     return data

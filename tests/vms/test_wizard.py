@@ -123,3 +123,13 @@ def test_permissions(operator, viewer, outsider, host, client_for):
         assert client.get("/vms/create/").status_code == 403
         assert client.post("/vms/create/", form(host)).status_code == 403
     assert not Job.objects.exists()
+
+
+def test_cloud_init_needs_a_pool_without_disks(owner, host, client_for):
+    client = client_for(owner)
+    data = form(host, disk0_size="", ci_hostname="box1")
+    text, target = check(client, data, "network")
+    assert target == "network" and 'id="err-cloud-init-pool"' in text and "needs a storage pool" in text
+    pool = StoragePool.objects.get(host=host, name=POOL).pk
+    text, target = check(client, {**data, "ci_pool": pool}, "network")
+    assert target == "review" and "wiz1-cidata.iso" in text
