@@ -34,8 +34,8 @@ from apps.virt.builder import (
     validate_vcpus,
 )
 
-from .creation import MIB, resolve_volume
 from .models import VirtualMachine
+from .planning import MIB, resolve_volume
 from .services import refresh_vm
 
 
@@ -186,7 +186,7 @@ def update_vm(user, vm: VirtualMachine, changes: dict[str, Any], *, request=None
 
 
 def _next_volume_name(conn, pool: StoragePool, vm: VirtualMachine, fmt: str) -> str:
-    from .creation import volume_file_name
+    from .planning import volume_file_name
 
     names = set(virt_volumes.pool_volume_names(conn, str(pool.uuid)))
     index = 0

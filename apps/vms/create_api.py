@@ -18,7 +18,7 @@ from apps.virt.builder import InvalidSpec
 from apps.virt.capabilities import CACHE_MODES, DISK_FORMATS, NIC_MODELS
 from apps.virt.cloudinit import hash_password
 
-from .creation import SOURCES, plan_vm, preview_xml
+from .planning import SOURCES, plan_vm, preview_xml
 
 
 class DiskRequestSerializer(serializers.Serializer):

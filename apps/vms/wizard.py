@@ -29,8 +29,8 @@ from apps.virt.builder import InvalidSpec
 from apps.virt.capabilities import CACHE_MODES, DISK_FORMATS, HostCapabilities
 
 from .create_api import VmCreateSerializer, submit_create
-from .creation import SOURCES, plan_vm, preview_xml
 from .models import VirtualMachine
+from .planning import SOURCES, plan_vm, preview_xml
 
 STEPS = [
     ("general", "General"),

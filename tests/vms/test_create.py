@@ -289,7 +289,7 @@ def test_create_options_and_preview(owner, operator, outsider, host):
 
 
 def test_hostname_for_cloud_init():
-    from apps.vms.creation import hostname_for
+    from apps.vms.planning import hostname_for
 
     assert hostname_for("db_1.prod") == "db-1-prod"
     assert hostname_for("web1") == "web1"
