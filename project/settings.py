@@ -101,9 +101,15 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'vireo.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes share the file: wait for locks instead of failing, and use WAL.
+    # Several processes share the file (daphne, hostd, workers): wait for locks instead of failing, use
+    # WAL, and take the write lock when a transaction begins (IMMEDIATE), so that two writers never both
+    # hold read locks and fail at once with "database is locked" instead of waiting.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
     # A file, not memory, so that the test web server (another process) shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test"}
