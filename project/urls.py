@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from apps.console.api import VmConsoleViewSet
 from apps.core.job_api import JobViewSet
 from apps.core.views import DashboardView
 from apps.hosts.api import HostViewSet
@@ -15,6 +16,7 @@ from apps.vms.api import VirtualMachineViewSet
 router = DefaultRouter()
 router.register("hosts", HostViewSet)
 router.register("vms", VirtualMachineViewSet)
+router.register("vms", VmConsoleViewSet, basename="vm-console")  # only its /console/ actions
 router.register("networks", NetworkViewSet)
 router.register("host-interfaces", HostInterfaceViewSet)
 router.register("vm-nics", VmNicViewSet, basename="vm-nic")

@@ -430,30 +430,10 @@ class ConsolePresenceConsumer(ConsoleSocket):
             await self.send_json({"type": "error", "message": answer})
 
     def change_control(self, kind: str, session_id: str, target_id: str) -> str | None:
-        """Take or hand over control of the VM's graphical console for this user's session `session_id`;
-        None when done (everyone is told), else why not."""
+        """Take or hand over control of the VM's graphical console (sessions.change_control)."""
         if self.action != Action.CONSOLE:
             return "Your role may only watch this console."
-        record = sessions.session_record(session_id)
-        if (
-            record is None
-            or record["user_id"] != self.scope["user"].pk
-            or record.get("vm_id") != self.vm.pk
-            or record["kind"] != "vnc"
-        ):
-            return "That console is not open (reconnect it first)."
-        session = sessions.ConsoleSession.from_record(record)
-        if kind == "takeover":
-            sessions.claim_control(session, force=True)
-            sessions.announce(self.vm.pk, f"{session.username} took control of the graphical console")
-            return None
-        target = sessions.hand_control(session, target_id)
-        if target is None:
-            return "Only the console in control can hand it over, to an operator's open console."
-        sessions.announce(
-            self.vm.pk, f"{session.username} handed control of the graphical console to {target['username']}"
-        )
-        return None
+        return sessions.change_control(self.scope["user"], self.vm.pk, kind, session_id, target_id)
 
     async def disconnect(self, code: int) -> None:
         await self.leave()

@@ -409,3 +409,32 @@ def session_record(session_id: str) -> dict[str, Any] | None:
     """The public record of a live session, or None."""
     raw = redis_client().get(_key("session", session_id))
     return json.loads(raw) if raw else None
+
+
+def change_control(user, vm_id: int, request: str, session_id: str, target_id: str = "") -> str | None:
+    """For `user`'s open graphical console `session_id` of `vm_id`: "takeover" (take control) or
+    "handover" (give it to the console `target_id`). None when done (everyone is told), else why not.
+
+    The caller has checked that `user` may use consoles of the VM (the `console` action).
+    """
+    record = session_record(session_id)
+    if (
+        record is None
+        or record["user_id"] != user.pk
+        or record.get("vm_id") != vm_id
+        or record["kind"] != "vnc"
+    ):
+        return "That console is not open (reconnect it first)."
+    session = ConsoleSession.from_record(record)
+    if request == "takeover":
+        if not claim_control(session, force=True):
+            return "This console is view only."
+        announce(vm_id, f"{session.username} took control of the graphical console")
+        return None
+    if request != "handover":
+        return 'Ask for "takeover" or "handover".'
+    target = hand_control(session, target_id)
+    if target is None:
+        return "Only the console in control can hand it over, to an operator's open console."
+    announce(vm_id, f"{session.username} handed control of the graphical console to {target['username']}")
+    return None
