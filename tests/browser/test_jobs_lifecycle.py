@@ -135,3 +135,47 @@ def test_clone_from_the_vm_page(
                 remove_domain(d) for d in guest.domain.connect().listAllDomains(0) if d.name() == clone_name
             ]
         )
+
+
+def test_cancel_a_clone_from_its_job_page(
+    logged_in_page,
+    owner,
+    local_host,
+    live_server_url,
+    celery_worker,
+    storage_pool,
+    storage_pool_factory,
+    run_prefix,
+):
+    from apps.storage.models import StoragePool
+    from tests.browser.conftest import off_loop
+    from tests.fixtures.libvirt_env import remove_domain
+    from tests.fixtures.storage import define_big_disk_vm
+
+    dom = off_loop(define_big_disk_vm, storage_pool.pool.connect(), storage_pool, f"{run_prefix}big", 300)
+    target = storage_pool_factory()
+    try:
+        reconciled(local_host)
+        vm = mirrored_vm(local_host, dom.UUIDString(), "shutoff", timeout=5)
+        pool = StoragePool.objects.get(host=local_host, name=target.name)
+        page = logged_in_page(owner)
+        page.goto(f"/vms/{vm.pk}/clone/")
+        page.fill("#clone-name", f"{run_prefix}big-c")
+        page.select_option("#clone-pool", str(pool.pk))
+        with page.expect_navigation():
+            page.click("#confirm-clone")
+        expect(page.locator('#job-body [data-job-field="stage"]')).to_have_text(
+            "Copying disk vda", timeout=JOB_TIMEOUT
+        )
+        with page.expect_navigation():
+            page.click("#job-cancel")
+        expect(page.locator("#job-state")).to_have_text("Cancelled", timeout=JOB_TIMEOUT)
+        expect(page.locator("#job-error")).to_contain_text(
+            "Cancelled at a user's request. What it had made was removed."
+        )
+        assert target.volume_names() == []
+        assert f"{run_prefix}big-c" not in off_loop(
+            lambda: [d.name() for d in dom.connect().listAllDomains(0)]
+        )
+    finally:
+        off_loop(remove_domain, dom)

@@ -70,27 +70,12 @@ def test_worker_killed_mid_clone_leaves_nothing(
     nor a clone definition stays on the host."""
     import os
     import signal
-    import subprocess
+
+    from tests.fixtures.storage import define_big_disk_vm
 
     host = Host.objects.create(team=team, name="local", uri="qemu:///system")
     target = storage_pool_factory()
-    path = storage_pool.create_volume(f"{run_prefix}big.img", 200, "raw")
-    subprocess.run(
-        ["dd", "if=/dev/urandom", f"of={path}", "bs=1M", "count=200", "conv=notrunc"],
-        check=True,
-        capture_output=True,
-    )
-    root = etree.Element("domain", type="qemu")
-    etree.SubElement(root, "name").text = f"{run_prefix}big"
-    etree.SubElement(root, "memory", unit="MiB").text = "64"
-    os_el = etree.SubElement(root, "os")
-    etree.SubElement(os_el, "type", arch="x86_64").text = "hvm"
-    devices = etree.SubElement(root, "devices")
-    disk = etree.SubElement(devices, "disk", type="file", device="disk")
-    etree.SubElement(disk, "driver", name="qemu", type="raw")
-    etree.SubElement(disk, "source", file=path)
-    etree.SubElement(disk, "target", dev="vda", bus="virtio")
-    dom = libvirt_system.defineXML(etree.tostring(root, encoding="unicode"))
+    dom = define_big_disk_vm(libvirt_system, storage_pool, f"{run_prefix}big")
     try:
         reconcile_host(host)
         vm = VirtualMachine.objects.get(host=host, uuid=dom.UUIDString())
