@@ -18,6 +18,52 @@ let iControl = false;
 let presenceSocket = null;
 let lastPresence = null;
 const { renderPresence } = await import(screen.dataset.presenceModule);
+const keysButton = document.getElementById("console-keys");
+const clipboardText = document.getElementById("console-clipboard");
+const clipboardSend = document.getElementById("console-clipboard-send");
+const typeButton = document.getElementById("console-type");
+
+// X11 keysyms (noVNC sends keysyms; QEMU maps them to the guest's keys).
+const KEYSYM = {
+  ctrl: 0xffe3, alt: 0xffe9, shift: 0xffe1, super: 0xffeb, backspace: 0xff08, tab: 0xff09,
+  enter: 0xff0d, escape: 0xff1b, delete: 0xffff, print: 0xff61,
+  f1: 0xffbe, f2: 0xffbf, f4: 0xffc1, f7: 0xffc4,
+};
+// Characters typed with Shift on a US keyboard (the layout QEMU assumes by default).
+const SHIFTED = new Set('~!@#$%^&*()_+{}|:"<>?ABCDEFGHIJKLMNOPQRSTUVWXYZ');
+
+function sendCombo(names) {
+  if (!rfb || !iControl) return;
+  const syms = names.split(" ").map((name) => KEYSYM[name]);
+  for (const sym of syms) rfb.sendKey(sym, null, true);
+  for (const sym of syms.reverse()) rfb.sendKey(sym, null, false);
+  rfb.focus();
+}
+
+// "Paste as keystrokes": type text into a guest that has no clipboard support, key by key.
+async function typeText(text) {
+  let skipped = 0;
+  for (const char of text.replace(/\r\n?/g, "\n")) {
+    if (!rfb || !iControl) return;
+    const code = char.codePointAt(0);
+    let sym = null;
+    if (char === "\n") sym = KEYSYM.enter;
+    else if (char === "\t") sym = KEYSYM.tab;
+    else if (code >= 0x20 && code <= 0x7e) sym = code;
+    if (sym === null) {
+      skipped += 1;
+      continue;
+    }
+    const shift = SHIFTED.has(char);
+    if (shift) rfb.sendKey(KEYSYM.shift, null, true);
+    rfb.sendKey(sym, null, true);
+    rfb.sendKey(sym, null, false);
+    if (shift) rfb.sendKey(KEYSYM.shift, null, false);
+    await new Promise((resolve) => setTimeout(resolve, 4));
+  }
+  if (skipped) showMessage(`${skipped} character(s) have no key on a US keyboard and were not typed.`, "warning");
+  rfb && rfb.focus();
+}
 
 // Only the console in control sends keyboard and mouse (websockify drops the others' input anyway).
 function applyControl() {
@@ -28,6 +74,9 @@ function applyControl() {
   modeBadge.textContent = mayControl ? "watching" : "view only";
   takeoverButton.hidden = !connected || iControl || !mayControl;
   cadButton.disabled = !connected || !iControl;
+  keysButton.disabled = !connected || !iControl;
+  clipboardSend.disabled = !connected || !iControl;
+  typeButton.disabled = !connected || !iControl;
 }
 
 function showPresence(presence) {
@@ -122,6 +171,9 @@ async function connect() {
       event.detail.clean ? "secondary" : "danger",
     );
   });
+  rfb.addEventListener("clipboard", (event) => {
+    clipboardText.value = event.detail.text; // what the VM copied
+  });
   rfb.addEventListener("securityfailure", (event) => {
     showMessage(`The VM's VNC server refused the connection: ${event.detail.reason || "security failure"}.`, "danger");
   });
@@ -133,6 +185,11 @@ async function connect() {
 
 connectButton.addEventListener("click", connect);
 takeoverButton.addEventListener("click", () => sendPresence({ type: "takeover", session: mySession }));
+for (const item of document.querySelectorAll("[data-keys]")) {
+  item.addEventListener("click", () => sendCombo(item.dataset.keys));
+}
+clipboardSend.addEventListener("click", () => rfb && iControl && rfb.clipboardPasteFrom(clipboardText.value));
+typeButton.addEventListener("click", () => typeText(clipboardText.value));
 cadButton.addEventListener("click", () => rfb && rfb.sendCtrlAltDel());
 scaleButton.addEventListener("click", () => {
   scaleToFit = !scaleToFit;

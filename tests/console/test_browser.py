@@ -127,6 +127,14 @@ def test_console_page_shows_and_types_into_the_guest(
             finally:
                 page.screenshot(path=str(tmp_path / "console.png"))
             assert page.locator("#console-cad").is_enabled()
+            # "Paste as keystrokes": the text is typed into the guest key by key (with Shift where needed).
+            serial_start = len(tiny_vm.serial_output().encode())
+            page.fill("#console-clipboard", "echo Pasted-$((6*7)) >/dev/ttyS0\n")
+            page.click("#console-type")
+            tiny_vm.wait_for_serial("Pasted-42", timeout=20, start=serial_start)
+            page.click("#console-keys")
+            assert page.locator("[data-keys='ctrl alt f2']").is_visible()
+            page.keyboard.press("Escape")
             page.click("#console-scale")
             assert page.locator("#console-scale").get_attribute("aria-pressed") == "false"
         finally:
