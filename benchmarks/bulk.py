@@ -46,12 +46,14 @@ def api(port: int, token: str, method: str, path: str, body: dict | None = None)
 
 def wait_running(vm_pks: list[int], domains, started: float, timeout: float) -> tuple[float, float]:
     """Seconds from `started` until libvirt, then the mirror, show every VM running."""
+    import libvirt
+
     from apps.vms.models import VirtualMachine
 
     libvirt_at = None
     while True:
         now = time.monotonic() - started
-        if libvirt_at is None and all(d.isActive() for d in domains):
+        if libvirt_at is None and all(d.state()[0] == libvirt.VIR_DOMAIN_RUNNING for d in domains):
             libvirt_at = now
         if VirtualMachine.objects.filter(pk__in=vm_pks, state="running").count() == len(vm_pks):
             return (libvirt_at if libvirt_at is not None else now), now
