@@ -95,7 +95,29 @@ def mirror_refusal(vm: VirtualMachine) -> str | None:
         return f"{vm.name} has no VNC display (only {', '.join(g.get('type', '?') for g in vm.graphics)})."
     if not vm.graphics:
         return f"{vm.name} has no graphical display: add a VNC display to its hardware to use a console."
+    vnc = next(g for g in vm.graphics if g.get("type") == "vnc")
+    if vnc.get("listen") and not vnc.get("socket") and not is_loopback(vnc["listen"]):
+        return (
+            f"{vm.name}'s VNC listens on {vnc['listen']}, beyond loopback: Vireo refuses to proxy it. Make it "
+            "listen on 127.0.0.1 (and restart the VM)."
+        )
     return None
+
+
+def exposed_graphics(vm: VirtualMachine) -> list[str]:
+    """Warnings about the VM's graphical displays (from the mirror) that listen beyond loopback, where
+    anyone on the network could reach them without Vireo's checks."""
+    warnings = []
+    for display in vm.graphics or []:
+        listen = display.get("listen")
+        if display.get("socket") or not listen or is_loopback(listen):
+            continue
+        warnings.append(
+            f"{vm.name}'s {str(display.get('type', 'graphics')).upper()} display listens on {listen}, "
+            "beyond loopback: anyone who reaches that address can see and control the VM without Vireo's "
+            "checks. Make it listen on 127.0.0.1 (and restart the VM)."
+        )
+    return warnings
 
 
 def serial_refusal(vm: VirtualMachine) -> str | None:

@@ -14,7 +14,7 @@ from apps.core.choices import Action
 from apps.core.permissions import can, get_restricted
 from apps.vms.models import VirtualMachine
 
-from .services import ConsoleRefused, issue_console_token, mirror_refusal, serial_refusal
+from .services import ConsoleRefused, exposed_graphics, issue_console_token, mirror_refusal, serial_refusal
 
 
 def websockify_url(request: HttpRequest) -> str:
@@ -35,7 +35,12 @@ def websockify_url(request: HttpRequest) -> str:
 def console_page(request: HttpRequest, pk: int) -> HttpResponse:
     """The VM's graphical console in its own page (noVNC; view only for viewers), or why it cannot open now."""
     vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, Action.VIEW, pk=pk)
-    context = {"vm": vm, "refusal": mirror_refusal(vm), "may_control": can(request.user, vm, Action.CONSOLE)}
+    context = {
+        "vm": vm,
+        "refusal": mirror_refusal(vm),
+        "may_control": can(request.user, vm, Action.CONSOLE),
+        "exposed": exposed_graphics(vm),
+    }
     return render(request, "console/console.html", context)
 
 

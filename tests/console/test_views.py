@@ -121,3 +121,15 @@ def test_serial_page_needs_login_and_get(client, client_for, owner, vm):
     response = client.get(reverse("console:serial", args=[vm.pk]))
     assert response.status_code == 302 and "/login/" in response["Location"]
     assert client_for(owner).post(reverse("console:serial", args=[vm.pk])).status_code == 405
+
+
+def test_page_warns_about_a_display_open_to_the_network(client_for, owner, team):
+    vm = make_vm(
+        team, graphics=[{"type": "vnc", "listen": "0.0.0.0", "port": 5900, "autoport": True, "socket": None}]
+    )
+    body = client_for(owner).get(reverse("console:page", args=[vm.pk])).content.decode()
+    assert "console-exposed" in body and "listens on 0.0.0.0, beyond loopback" in body
+    assert 'data-refused="true"' in body and "Vireo refuses to proxy it" in body
+    safe = make_vm(team)
+    body = client_for(owner).get(reverse("console:page", args=[safe.pk])).content.decode()
+    assert "console-exposed" not in body
