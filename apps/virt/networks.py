@@ -206,53 +206,59 @@ def _update(net: libvirt.virNetwork, command: int, section: int, parent_index: i
     net.update(command, section, parent_index, xml, flags)
 
 
-def add_dhcp_host(conn: libvirt.virConnect, uuid: str, ip_index: int, host: DhcpHost) -> None:
-    """Add a static lease to the DHCP of the network's `ip_index`-th address, live (no restart)."""
+def _apply_update(
+    conn: libvirt.virConnect, uuid: str, command: int, section: int, parent_index: int, element
+) -> None:
+    """One networkUpdate `command` on `section` of the network `uuid` (see _update), with `element` as
+    its payload."""
     net = _lookup(conn, uuid)
     with translated(f"network {net.name()}"):
-        _update(
-            net,
-            libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
-            ip_index,
-            to_xml(dhcp_host_element(host)),
-        )
+        _update(net, command, section, parent_index, to_xml(element))
+
+
+def add_dhcp_host(conn: libvirt.virConnect, uuid: str, ip_index: int, host: DhcpHost) -> None:
+    """Add a static lease to the DHCP of the network's `ip_index`-th address, live (no restart)."""
+    _apply_update(
+        conn,
+        uuid,
+        libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+        libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+        ip_index,
+        dhcp_host_element(host),
+    )
 
 
 def delete_dhcp_host(conn: libvirt.virConnect, uuid: str, ip_index: int, host: DhcpHost) -> None:
     """Remove a static lease (matched by MAC or name), live."""
-    net = _lookup(conn, uuid)
-    with translated(f"network {net.name()}"):
-        _update(
-            net,
-            libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
-            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
-            ip_index,
-            to_xml(dhcp_host_element(host)),
-        )
+    _apply_update(
+        conn,
+        uuid,
+        libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+        libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+        ip_index,
+        dhcp_host_element(host),
+    )
 
 
 def add_dns_host(conn: libvirt.virConnect, uuid: str, host: DnsHost) -> None:
     """Add a DNS host entry, live."""
-    net = _lookup(conn, uuid)
-    with translated(f"network {net.name()}"):
-        _update(
-            net,
-            libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-            libvirt.VIR_NETWORK_SECTION_DNS_HOST,
-            -1,
-            to_xml(dns_host_element(host)),
-        )
+    _apply_update(
+        conn,
+        uuid,
+        libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+        libvirt.VIR_NETWORK_SECTION_DNS_HOST,
+        -1,
+        dns_host_element(host),
+    )
 
 
 def delete_dns_host(conn: libvirt.virConnect, uuid: str, host: DnsHost) -> None:
     """Remove a DNS host entry (matched by its address), live."""
-    net = _lookup(conn, uuid)
-    with translated(f"network {net.name()}"):
-        _update(
-            net,
-            libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
-            libvirt.VIR_NETWORK_SECTION_DNS_HOST,
-            -1,
-            to_xml(dns_host_element(host)),
-        )
+    _apply_update(
+        conn,
+        uuid,
+        libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+        libvirt.VIR_NETWORK_SECTION_DNS_HOST,
+        -1,
+        dns_host_element(host),
+    )

@@ -59,10 +59,12 @@ class IpSpec:
 
     @property
     def family(self) -> str:
+        """ "ipv4" or "ipv6", from the address."""
         return "ipv6" if ":" in self.address else "ipv4"
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """The subnet the address and prefix make."""
         return ipaddress.ip_interface(f"{self.address}/{self.prefix}").network
 
 
