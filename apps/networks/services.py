@@ -420,7 +420,25 @@ def delete_network(user, network: Network, *, force: bool = False, request=None)
     refresh_network(network, conn)
 
 
+def _live_update(user, network: Network, action: str, entry, request, func, *index) -> Network:
+    """Apply one live networkUpdate (`func(conn, uuid, *index, entry)`: a static lease or DNS entry added
+    or removed), audit it as `action` with the entry as params, then re-read the network."""
+    params = asdict(entry)
+    conn = _connection(network.host)
+    try:
+        _quick(func, conn, str(network.uuid), *index, entry)
+    except virt.VirtError as exc:
+        _failed(user, action, network, exc, request, params)
+        raise
+    network = refresh_network(network, conn)
+    record(user, action, network, params=params, request=request)
+    return network
+
+
 def _ip_index(network: Network, family: str) -> tuple[int, virt.IpSpec]:
+    """The position and spec of the network's `family` address (the one static leases belong to)."""
+    if family not in ("ipv4", "ipv6"):
+        raise NetworkInputError({"family": ["Choose ipv4 or ipv6."]})
     spec = virt.spec_from_xml(network.xml)
     for index, ip in enumerate(spec.ips):
         if ip.family == family:
@@ -434,8 +452,6 @@ def add_lease(user, network: Network, family: str, entry: dict[str, Any], *, req
     `entry` is {"mac" or "name", "ip", optional "name"}. Checked like the form: inside the subnet, not
     the network's own address, no MAC, name or address leased twice.
     """
-    if family not in ("ipv4", "ipv6"):
-        raise NetworkInputError({"family": ["Choose ipv4 or ipv6."]})
     index, ip = _ip_index(network, family)
     try:
         host = clean_lease(entry, family, ip)
@@ -451,35 +467,16 @@ def add_lease(user, network: Network, family: str, entry: dict[str, Any], *, req
                 raise NetworkInputError(
                     {"lease": [f"The {what} {mine} already has a static lease ({other.ip})."]}
                 )
-    conn = _connection(network.host)
-    params = asdict(host)
-    try:
-        _quick(virt.add_dhcp_host, conn, str(network.uuid), index, host)
-    except virt.VirtError as exc:
-        _failed(user, "network.lease_add", network, exc, request, params)
-        raise
-    network = refresh_network(network, conn)
-    record(user, "network.lease_add", network, params=params, request=request)
-    return network
+    return _live_update(user, network, "network.lease_add", host, request, virt.add_dhcp_host, index)
 
 
 def remove_lease(user, network: Network, family: str, ip_address: str, *, request=None) -> Network:
     """Remove the static lease of `ip_address`, live."""
-    if family not in ("ipv4", "ipv6"):
-        raise NetworkInputError({"family": ["Choose ipv4 or ipv6."]})
     index, ip = _ip_index(network, family)
     host = next((h for h in ip.hosts if h.ip == ip_address), None)
     if host is None:
         raise NetworkInputError({"lease": [f"There is no static lease of {ip_address}."]})
-    conn = _connection(network.host)
-    try:
-        _quick(virt.delete_dhcp_host, conn, str(network.uuid), index, host)
-    except virt.VirtError as exc:
-        _failed(user, "network.lease_remove", network, exc, request, asdict(host))
-        raise
-    network = refresh_network(network, conn)
-    record(user, "network.lease_remove", network, params=asdict(host), request=request)
-    return network
+    return _live_update(user, network, "network.lease_remove", host, request, virt.delete_dhcp_host, index)
 
 
 def _require_dns(network: Network) -> virt.NetworkSpec:
@@ -498,15 +495,7 @@ def add_dns_host(user, network: Network, entry: dict[str, Any], *, request=None)
         raise NetworkInputError({"dns": [str(exc)]}) from exc
     if any(h.ip == host.ip for h in spec.dns_hosts):
         raise NetworkInputError({"dns": [f"{host.ip} already has a DNS entry; remove it first."]})
-    conn = _connection(network.host)
-    try:
-        _quick(virt.add_dns_host, conn, str(network.uuid), host)
-    except virt.VirtError as exc:
-        _failed(user, "network.dns_add", network, exc, request, asdict(host))
-        raise
-    network = refresh_network(network, conn)
-    record(user, "network.dns_add", network, params=asdict(host), request=request)
-    return network
+    return _live_update(user, network, "network.dns_add", host, request, virt.add_dns_host)
 
 
 def remove_dns_host(user, network: Network, ip_address: str, *, request=None) -> Network:
@@ -515,31 +504,33 @@ def remove_dns_host(user, network: Network, ip_address: str, *, request=None) ->
     host = next((h for h in spec.dns_hosts if h.ip == ip_address), None)
     if host is None:
         raise NetworkInputError({"dns": [f"There is no DNS entry for {ip_address}."]})
-    conn = _connection(network.host)
-    try:
-        _quick(virt.delete_dns_host, conn, str(network.uuid), host)
-    except virt.VirtError as exc:
-        _failed(user, "network.dns_remove", network, exc, request, asdict(host))
-        raise
-    network = refresh_network(network, conn)
-    record(user, "network.dns_remove", network, params=asdict(host), request=request)
-    return network
+    return _live_update(user, network, "network.dns_remove", host, request, virt.delete_dns_host)
+
+
+def nic_network(vm, mac: str, networks=None) -> Network | None:
+    """The existing virtual network that the VM's NIC with MAC `mac` is connected to, looked up in
+    `networks` (a queryset, restricted by the caller; every network when None), or None."""
+    mac = (mac or "").lower()
+    nic = next((n for n in vm.nics or [] if (n.get("mac") or "").lower() == mac), None)
+    if nic is None or nic.get("type") != "network":
+        return None
+    networks = networks if networks is not None else Network.objects.all()
+    return networks.filter(host_id=vm.host_id, name=nic.get("source"), gone=False).first()
 
 
 def reserve_vm_address(user, vm, mac: str, ip_address: str, *, request=None) -> Network:
     """ "Reserve this address" from a VM's NIC: a static lease of `ip_address` for the NIC's MAC, named
     after the VM, on the network the NIC is connected to."""
-    nic = next((n for n in vm.nics or [] if (n.get("mac") or "").lower() == (mac or "").lower()), None)
-    if nic is None or nic.get("type") != "network":
-        raise NetworkInputError({"mac": ["This VM has no NIC with that MAC on a virtual network."]})
-    network = Network.objects.filter(host_id=vm.host_id, name=nic.get("source"), gone=False).first()
+    network = nic_network(vm, mac)
     if network is None:
-        raise NetworkInputError({"mac": [f"The NIC's network {nic.get('source')} is not known."]})
+        raise NetworkInputError(
+            {"mac": ["This VM has no NIC with that MAC on a virtual network Vireo knows."]}
+        )
     family = "ipv6" if ":" in (ip_address or "") else "ipv4"
+    # libvirt matches IPv4 static leases by MAC; IPv6 ones by name only (which must then be valid).
     entry = {"mac": mac, "ip": ip_address} if family == "ipv4" else {"name": vm.name, "ip": ip_address}
-    if family == "ipv4":
-        with contextlib.suppress(Invalid):
-            entry["name"] = virt_name(vm.name)
+    with contextlib.suppress(Invalid):
+        entry["name"] = virt_name(vm.name)
     return add_lease(user, network, family, entry, request=request)
 
 

@@ -105,6 +105,7 @@ def check_cidr(value: str, family: str) -> tuple[str, int]:
 
 
 def _example(family: str) -> str:
+    """An address with prefix of `family`, to show in messages."""
     return "192.168.100.1/24" if family == "ipv4" else "fd00:100::1/64"
 
 
@@ -122,6 +123,7 @@ class CleanResult:
 
 
 def _text(data: dict[str, Any], key: str) -> str:
+    """data[key] as stripped text ("" when missing or None), whatever type a client sent."""
     value = data.get(key)
     return "" if value is None else str(value).strip()
 
@@ -172,9 +174,8 @@ def _clean_leases(result: CleanResult, data: dict[str, Any], family: str, ip: vi
 
 def clean_lease(entry: dict[str, Any], family: str, ip: virt.IpSpec) -> virt.DhcpHost:
     """One static lease of a network address `ip`: checked syntax, inside the subnet, not the gateway."""
-    mac = (entry.get("mac") or "").strip()
-    name = (entry.get("name") or "").strip()
-    address = check_address(entry.get("ip") or "", family, "leased address")
+    mac, name = _text(entry, "mac"), _text(entry, "name")
+    address = check_address(_text(entry, "ip"), family, "leased address")
     if family == "ipv6" and mac:
         raise Invalid("libvirt matches IPv6 static leases by name only; give a name instead of a MAC.")
     if not mac and not name:
@@ -254,7 +255,7 @@ def _clean_dns(result: CleanResult, data: dict[str, Any], spec: virt.NetworkSpec
 
 def clean_dns_host(entry: dict[str, Any]) -> virt.DnsHost:
     """One DNS host entry: an address and one or more host names."""
-    address = check_address(entry.get("ip") or "", None, "DNS entry address")
+    address = check_address(_text(entry, "ip"), None, "DNS entry address")
     names = entry.get("hostnames") or []
     if isinstance(names, str):
         names = names.split()

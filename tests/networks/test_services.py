@@ -189,3 +189,15 @@ def test_hostd_rereads_interfaces_on_a_net_device_event(net_host):
     event = virt.VirtEvent("interface", "", "net_eth1_aa_bb_cc_dd_ee_ff", "created")
     watcher._apply(net_host, connection_for(net_host), [event])
     assert list(HostInterface.objects.filter(host=net_host).values_list("name", flat=True)) == ["eth1"]
+
+
+def test_reserve_an_ipv6_address_names_the_lease_after_the_vm(net_host, owner):
+    services.create_network(owner, net_host, nat_data())
+    vm = VirtualMachine.objects.get(host=net_host, name="test")
+    vm.name = "web_1"  # not a valid DNS label as it stands
+    vm.nics = [{"mac": "52:54:00:00:07:78", "type": "network", "source": "lab"}]
+    vm.save()
+    network = services.reserve_vm_address(owner, vm, "52:54:00:00:07:78", "fd00:231:7::78")
+    assert {"name": "web-1", "ip": "fd00:231:7::78", "family": "ipv6"}.items() <= network.details[
+        "dhcp_hosts"
+    ][-1].items()
