@@ -67,6 +67,11 @@ def _key(*parts: Any) -> str:
     return ":".join([prefix, "console", *(str(p) for p in parts)])
 
 
+def _text(value: Any) -> str:
+    """A Redis reply as text (the client returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def session_ttl() -> int:
     """Seconds an open console counts without being refreshed (a crashed holder stops counting after it)."""
     return max(
@@ -97,7 +102,7 @@ def live_count(user_id: int) -> int:
 def watchers(vm_id: int) -> list[dict[str, Any]]:
     """The open consoles of `vm_id` (their records: user, kind, view only...), oldest first."""
     client = redis_client()
-    ids = [i.decode() for i in client.zrangebyscore(_key("vm", vm_id), time.time(), "+inf")]
+    ids = [_text(i) for i in client.zrangebyscore(_key("vm", vm_id), time.time(), "+inf")]
     if not ids:
         return []
     records = [json.loads(raw) for raw in client.mget([_key("session", i) for i in ids]) if raw]
@@ -329,7 +334,7 @@ def controller(kind: str, vm_id: int) -> str | None:
     current = client.get(_control_key(kind, vm_id))
     if current is None:
         return None
-    current_id = current.decode()
+    current_id = _text(current)
     return current_id if client.exists(_key("session", current_id)) else None
 
 
@@ -374,7 +379,7 @@ def release_control(session: ConsoleSession) -> str | None:
     client = redis_client()
     key = _control_key(session.kind, session.vm_id)
     current = client.get(key)
-    if current is None or current.decode() != session.id:
+    if current is None or _text(current) != session.id:
         return None
     # A graphical console is shared: control passes to the oldest other operator. A serial line is held
     # by one stream: whoever takes it next takes control with it.
