@@ -37,6 +37,7 @@ ACTION_PERMISSIONS = {
 
 
 def _back(request, default):
+    """Redirect to the form's `next` when it is a safe local address, else to `default`."""
     target = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return redirect(target)
@@ -108,15 +109,32 @@ class NetworkDetailView(LoginRequiredMixin, TemplateView):
             vms=vms,
             dev_interface=dev_interface,
             routed=network.forward_mode in virt.ROUTED_MODES,
-            may_operate=can(user, network, Action.OPERATE),
-            may_change=can(user, network, Action.CHANGE),
-            may_delete=can(user, network, Action.DELETE),
             lease_form=LeaseForm(),
             dns_form=DnsHostForm(),
+            **_status_context(user, network),
             history=AuditEntry.objects.filter(object_type="network", object_id=network.pk)[:50],
             changes=InventoryChange.objects.filter(object_type="network", object_id=network.pk)[:50],
             **kwargs,
         )
+
+
+def _live_network(request, pk: int, action: str) -> Network:
+    """The user's network `pk` that still exists on its host, for `action` (404 unseen, 403 not allowed)."""
+    return get_restricted(Network.objects.select_related("host"), request.user, action, pk=pk, gone=False)
+
+
+def _add_input_errors(form, exc: services.NetworkInputError) -> None:
+    """Put the service's per-field messages on the form (those of unknown fields on the whole form)."""
+    for key, errors in exc.errors.items():
+        for error in errors:
+            form.add_error(key if key in form.fields else None, error)
+
+
+def _cleaned(form) -> dict:
+    """The form's cleaned values, or NetworkInputError with its messages."""
+    if not form.is_valid():
+        raise services.NetworkInputError({k: [str(e) for e in v] for k, v in form.errors.items()})
+    return form.cleaned_data
 
 
 def _interface_context(user, host) -> dict:
@@ -164,9 +182,7 @@ class NetworkCreateView(LoginRequiredMixin, View):
                 request=request,
             )
         except services.NetworkInputError as exc:
-            for key, errors in exc.errors.items():
-                for error in errors:
-                    form.add_error(key if key in form.fields else None, error)
+            _add_input_errors(form, exc)
             return render(request, "networks/form.html", context, status=400)
         except virt.InvalidState as exc:  # defined, but did not start
             messages.error(request, exc.message)
@@ -184,13 +200,8 @@ class NetworkCreateView(LoginRequiredMixin, View):
 class NetworkEditView(LoginRequiredMixin, View):
     """Change a network's settings (admins of its team)."""
 
-    def _network(self, request, pk):
-        return get_restricted(
-            Network.objects.select_related("host"), request.user, Action.CHANGE, pk=pk, gone=False
-        )
-
     def get(self, request, pk):
-        network = self._network(request, pk)
+        network = _live_network(request, pk, Action.CHANGE)
         form = NetworkForm(
             user=request.user,
             instance=network,
@@ -203,7 +214,7 @@ class NetworkEditView(LoginRequiredMixin, View):
         )
 
     def post(self, request, pk):
-        network = self._network(request, pk)
+        network = _live_network(request, pk, Action.CHANGE)
         form = NetworkForm(request.POST, user=request.user, instance=network)
         context = {"form": form, "network": network, **_interface_context(request.user, network.host)}
         if not form.is_valid():
@@ -213,9 +224,7 @@ class NetworkEditView(LoginRequiredMixin, View):
                 request.user, network, form.network_data(), request=request
             )
         except services.NetworkInputError as exc:
-            for key, errors in exc.errors.items():
-                for error in errors:
-                    form.add_error(key if key in form.fields else None, error)
+            _add_input_errors(form, exc)
             return render(request, "networks/form.html", context, status=400)
         except virt.VirtError as exc:
             form.add_error(None, exc.message)
@@ -249,6 +258,7 @@ def network_action_view(request, pk: int, action: str):
 
 
 def _status_context(user, network) -> dict:
+    """What the status fragment needs to show or hide the action buttons."""
     return {
         "may_operate": can(user, network, Action.OPERATE),
         "may_change": can(user, network, Action.CHANGE),
@@ -274,11 +284,6 @@ def network_refresh_view(request, pk: int):
 class NetworkDeleteView(LoginRequiredMixin, View):
     """Confirm (listing the VMs that use the network), then stop and delete it."""
 
-    def _network(self, request, pk):
-        return get_restricted(
-            Network.objects.select_related("host"), request.user, Action.DELETE, pk=pk, gone=False
-        )
-
     def _context(self, request, network):
         from apps.vms.choices import VmState
         from apps.vms.models import VirtualMachine
@@ -288,11 +293,11 @@ class NetworkDeleteView(LoginRequiredMixin, View):
         return {"network": network, "vms": vms, "running": running}
 
     def get(self, request, pk):
-        network = self._network(request, pk)
+        network = _live_network(request, pk, Action.DELETE)
         return render(request, "networks/delete.html", self._context(request, network))
 
     def post(self, request, pk):
-        network = self._network(request, pk)
+        network = _live_network(request, pk, Action.DELETE)
         force = request.POST.get("force") == "on"
         try:
             services.delete_network(request.user, network, force=force, request=request)
@@ -311,18 +316,12 @@ class NetworkDeleteView(LoginRequiredMixin, View):
 @require_POST
 def lease_view(request, pk: int, op: str):
     """Add or remove a static DHCP lease, applied live (no restart)."""
-    network = get_restricted(
-        Network.objects.select_related("host"), request.user, Action.CHANGE, pk=pk, gone=False
-    )
+    network = _live_network(request, pk, Action.CHANGE)
     try:
         if op == "add":
-            form = LeaseForm(request.POST)
-            if not form.is_valid():
-                raise services.NetworkInputError({k: [str(e) for e in v] for k, v in form.errors.items()})
-            services.add_lease(
-                request.user, network, form.cleaned_data["family"], form.cleaned_data, request=request
-            )
-            messages.success(request, f"Static lease of {form.cleaned_data['ip']} added.")
+            entry = _cleaned(LeaseForm(request.POST))
+            services.add_lease(request.user, network, entry["family"], entry, request=request)
+            messages.success(request, f"Static lease of {entry['ip']} added.")
         elif op == "remove":
             ip = request.POST.get("ip", "")
             family = "ipv6" if ":" in ip else "ipv4"
@@ -339,15 +338,11 @@ def lease_view(request, pk: int, op: str):
 @require_POST
 def dns_view(request, pk: int, op: str):
     """Add or remove a DNS host entry, applied live."""
-    network = get_restricted(
-        Network.objects.select_related("host"), request.user, Action.CHANGE, pk=pk, gone=False
-    )
+    network = _live_network(request, pk, Action.CHANGE)
     try:
         if op == "add":
-            form = DnsHostForm(request.POST)
-            if not form.is_valid():
-                raise services.NetworkInputError({k: [str(e) for e in v] for k, v in form.errors.items()})
-            entry = {"ip": form.cleaned_data["ip"], "hostnames": form.cleaned_data["hostnames"].split()}
+            cleaned = _cleaned(DnsHostForm(request.POST))
+            entry = {"ip": cleaned["ip"], "hostnames": cleaned["hostnames"].split()}
             services.add_dns_host(request.user, network, entry, request=request)
             messages.success(request, f"DNS entry for {entry['ip']} added.")
         elif op == "remove":
@@ -369,12 +364,9 @@ def reserve_view(request, vm_pk: int):
 
     vm = get_restricted(VirtualMachine.objects.select_related("host"), request.user, Action.VIEW, pk=vm_pk)
     mac, ip = request.POST.get("mac", ""), request.POST.get("ip", "")
-    nic = next((n for n in vm.nics or [] if (n.get("mac") or "").lower() == mac.lower()), None)
-    network = None
-    if nic is not None and nic.get("type") == "network":
-        network = Network.objects.filter(host_id=vm.host_id, name=nic.get("source"), gone=False).first()
+    network = services.nic_network(vm, mac, restrict(Network.objects.all(), request.user))
     if network is None:
-        messages.error(request, "This NIC is not on a virtual network Vireo knows.")
+        messages.error(request, "This NIC is not on a virtual network you may see.")
         return _back(request, vm)
     get_restricted(Network.objects.all(), request.user, Action.CHANGE, pk=network.pk)
     try:

@@ -283,3 +283,19 @@ def test_bulk_actions(client_for, network, net_host, owner, operator, viewer):
     assert Network.objects.filter(pk__in=[network.pk, default.pk], active=True).count() == 2
     response = client_for(owner).post("/networks/bulk/", {"action": "", **selected}, follow=True)
     assert "Choose an action" in response.content.decode()
+
+
+def test_reserve_on_a_network_the_user_may_not_see_is_refused_like_an_unknown_one(client_for, network, owner):
+    from apps.accounts.models import Team
+
+    other = Team.objects.create(name="elsewhere")
+    Network.objects.filter(pk=network.pk).update(team=other)
+    vm = VirtualMachine.objects.get(host=network.host, name="test")
+    vm.nics = [{"mac": "52:54:00:00:07:89", "type": "network", "source": "lab"}]
+    vm.save()
+    response = client_for(owner).post(
+        f"/networks/reserve/{vm.pk}/", {"mac": "52:54:00:00:07:89", "ip": "10.231.7.89"}, follow=True
+    )
+    assert "not on a virtual network you may see" in response.content.decode()
+    network.refresh_from_db()
+    assert not any(h["ip"] == "10.231.7.89" for h in network.details["dhcp_hosts"])
