@@ -3,12 +3,13 @@ VMs, NIC choices of a host) and /api/v1/host-interfaces/ (read-only)."""
 
 from __future__ import annotations
 
+from django.http import QueryDict
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied
 from rest_framework.response import Response
 
 from apps import virt
@@ -148,12 +149,43 @@ class ActionResultSerializer(serializers.Serializer):
 
 
 def _result(network: Network, detail: str, warnings=(), code=status.HTTP_200_OK) -> Response:
+    """The changed network with a message and any warnings (ActionResultSerializer's shape)."""
     body = {"detail": detail, "warnings": list(warnings), "network": NetworkSerializer(network).data}
     return Response(body, status=code)
 
 
 def _input_error(exc: services.NetworkInputError) -> Response:
+    """A 400 with the first message as `detail` and every message by field under `errors`."""
     return Response({"detail": exc.message, "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _body(request) -> dict:
+    """The request body as a plain dict (a form's repeated keys become lists); 400 unless it is an object."""
+    data = request.data
+    if isinstance(data, QueryDict):
+        return {key: values[0] if len(values) == 1 else values for key, values in data.lists()}
+    if not isinstance(data, dict):
+        raise ParseError("Send a JSON object.")
+    return dict(data)
+
+
+def _with_name(request, name: str):
+    """The body of a network update with the network's own name (a form stays a QueryDict, so that its
+    list fields keep their repeated keys)."""
+    if isinstance(request.data, QueryDict):
+        data = request.data.copy()
+        data["name"] = name
+        return data
+    return {**_body(request), "name": name}
+
+
+def _handle_network_errors(exc):
+    """Input errors as 400 with per-field messages; a network or VM gone from its host as 404."""
+    if isinstance(exc, services.NetworkInputError):
+        return _input_error(exc)
+    if isinstance(exc, virt.NotFound):
+        return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
+    return None
 
 
 class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
@@ -185,7 +217,7 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=NetworkWriteSerializer, responses={201: ActionResultSerializer})
     def create(self, request, *args, **kwargs):
-        host_id = str(request.data.get("host", "")) if isinstance(request.data, dict) else ""
+        host_id = str(_body(request).get("host", ""))
         if host_id.isdigit():
             host = restrict(Host.objects.all(), request.user).filter(pk=host_id).first()
             if host is None:
@@ -195,17 +227,14 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
         serializer = NetworkWriteSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         attrs = serializer.validated_data
-        try:
-            network, warnings = services.create_network(
-                request.user,
-                attrs["host"],
-                attrs["data"],
-                start=attrs["start"],
-                autostart=attrs["autostart"],
-                request=request,
-            )
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        network, warnings = services.create_network(
+            request.user,
+            attrs["host"],
+            attrs["data"],
+            start=attrs["start"],
+            autostart=attrs["autostart"],
+            request=request,
+        )
         return _result(network, f"Network {network.name} created.", warnings, status.HTTP_201_CREATED)
 
     @extend_schema(request=NetworkWriteSerializer, responses={200: ActionResultSerializer})
@@ -214,15 +243,12 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
         if network.gone:
             return Response({"detail": "This network no longer exists on its host."}, status=404)
         serializer = NetworkWriteSerializer(
-            data={**request.data, "name": network.name}, context={"request": request, "instance": network}
+            data=_with_name(request, network.name), context={"request": request, "instance": network}
         )
         serializer.is_valid(raise_exception=True)
-        try:
-            network, warnings = services.update_network(
-                request.user, network, serializer.validated_data["data"], request=request
-            )
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        network, warnings = services.update_network(
+            request.user, network, serializer.validated_data["data"], request=request
+        )
         return _result(network, f"Network {network.name} saved.", warnings)
 
     @extend_schema(
@@ -267,7 +293,7 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], required_action=Action.CHANGE)
     def autostart(self, request, pk=None):
         """Set whether the network starts with libvirtd."""
-        value = request.data.get("autostart")
+        value = _body(request).get("autostart")
         if not isinstance(value, bool):
             return Response({"detail": 'Send {"autostart": true} or false.'}, status=400)
         return self._act(request, "autostart-on" if value else "autostart-off")
@@ -295,12 +321,9 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
     def add_lease(self, request, pk=None):
         """Add a static DHCP lease, applied live (no restart)."""
         network = self.get_object()
-        data = request.data if isinstance(request.data, dict) else {}
+        data = _body(request)
         family = data.get("family") or ("ipv6" if ":" in str(data.get("ip", "")) else "ipv4")
-        try:
-            network = services.add_lease(request.user, network, family, dict(data), request=request)
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        network = services.add_lease(request.user, network, family, data, request=request)
         return _result(network, f"Static lease of {data.get('ip')} added.")
 
     @extend_schema(
@@ -311,13 +334,10 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
     def remove_lease(self, request, pk=None):
         """Remove the static lease of an address, applied live."""
         network = self.get_object()
-        ip = str(request.data.get("ip", ""))
-        try:
-            network = services.remove_lease(
-                request.user, network, "ipv6" if ":" in ip else "ipv4", ip, request=request
-            )
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        ip = str(_body(request).get("ip", ""))
+        network = services.remove_lease(
+            request.user, network, "ipv6" if ":" in ip else "ipv4", ip, request=request
+        )
         return _result(network, f"Static lease of {ip} removed.")
 
     @extend_schema(request=DnsHostSerializer, responses={200: ActionResultSerializer})
@@ -325,11 +345,8 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
     def add_dns_host(self, request, pk=None):
         """Add a DNS entry, applied live."""
         network = self.get_object()
-        data = request.data if isinstance(request.data, dict) else {}
-        try:
-            network = services.add_dns_host(request.user, network, dict(data), request=request)
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        data = _body(request)
+        network = services.add_dns_host(request.user, network, data, request=request)
         return _result(network, f"DNS entry for {data.get('ip')} added.")
 
     @extend_schema(
@@ -340,11 +357,8 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
     def remove_dns_host(self, request, pk=None):
         """Remove the DNS entry of an address, applied live."""
         network = self.get_object()
-        ip = str(request.data.get("ip", ""))
-        try:
-            network = services.remove_dns_host(request.user, network, ip, request=request)
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        ip = str(_body(request).get("ip", ""))
+        network = services.remove_dns_host(request.user, network, ip, request=request)
         return _result(network, f"DNS entry for {ip} removed.")
 
     @extend_schema(
@@ -387,9 +401,7 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
         return Response(services.nic_choices(host))
 
     def handle_exception(self, exc):
-        if isinstance(exc, services.NetworkInputError):
-            return _input_error(exc)
-        return super().handle_exception(exc)
+        return _handle_network_errors(exc) or super().handle_exception(exc)
 
 
 class HostInterfaceSerializer(serializers.ModelSerializer):
@@ -449,11 +461,8 @@ class VmNicViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
 
     def _change(self, request, **kwargs) -> Response:
         vm = self.get_object()
-        mac = str(request.data.get("mac", ""))
-        try:
-            change = services.set_vm_nic(request.user, vm, mac, request=request, **kwargs)
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        mac = str(_body(request).get("mac", ""))
+        change = services.set_vm_nic(request.user, vm, mac, request=request, **kwargs)
         detail = (
             "Changed now." if change.live else f"Saved; applies at the next boot. {change.detail}".strip()
         )
@@ -468,7 +477,7 @@ class VmNicViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"], required_action=Action.OPERATE)
     def link(self, request, pk=None):
         """Plug a NIC's virtual cable in (up) or out (down)."""
-        up = request.data.get("up")
+        up = _body(request).get("up")
         if not isinstance(up, bool):
             return Response({"detail": 'Send {"mac": ..., "up": true} or false.'}, status=400)
         return self._change(request, link_up=up)
@@ -490,11 +499,12 @@ class VmNicViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"], required_action=Action.CHANGE)
     def connect(self, request, pk=None):
         """Connect a NIC to a virtual network, a host bridge, or a macvtap device of the VM's host."""
+        data = _body(request)
         return self._change(
             request,
-            kind=str(request.data.get("kind", "")),
-            source=str(request.data.get("source", "")),
-            mode=str(request.data.get("mode", "bridge")),
+            kind=str(data.get("kind", "")),
+            source=str(data.get("source", "")),
+            mode=str(data.get("mode", "bridge")),
         )
 
     @extend_schema(
@@ -508,19 +518,15 @@ class VmNicViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
         """Reserve an address for a NIC: a static lease on the virtual network it is connected to (needs
         the change permission on that network)."""
         vm = self.get_object()
-        mac, ip = str(request.data.get("mac", "")), str(request.data.get("ip", ""))
-        nic = next((n for n in vm.nics or [] if (n.get("mac") or "").lower() == mac.lower()), None)
-        network = None
-        if nic is not None and nic.get("type") == "network":
-            network = restrict(
-                Network.objects.filter(host_id=vm.host_id, name=nic.get("source"), gone=False), request.user
-            ).first()
+        data = _body(request)
+        mac, ip = str(data.get("mac", "")), str(data.get("ip", ""))
+        network = services.nic_network(vm, mac, restrict(Network.objects.all(), request.user))
         if network is None:
             return Response({"detail": "This NIC is not on a virtual network you may see."}, status=404)
         if not restrict(Network.objects.filter(pk=network.pk), request.user, Action.CHANGE).exists():
             raise PermissionDenied(f"You may not change network {network.name}.")
-        try:
-            network = services.reserve_vm_address(request.user, vm, mac, ip, request=request)
-        except services.NetworkInputError as exc:
-            return _input_error(exc)
+        network = services.reserve_vm_address(request.user, vm, mac, ip, request=request)
         return _result(network, f"{ip} reserved for {vm.name}.")
+
+    def handle_exception(self, exc):
+        return _handle_network_errors(exc) or super().handle_exception(exc)

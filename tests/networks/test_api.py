@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from apps.networks import services
 from apps.networks.models import Network
 from apps.vms.models import VirtualMachine
 
@@ -178,3 +179,48 @@ def test_schema_lists_the_network_endpoints(owner):
         "/api/v1/host-interfaces/",
     ):
         assert path in paths
+
+
+def test_live_changes_take_form_bodies_and_refuse_malformed_ones(network, owner):
+    client = api(owner)
+    base = f"/api/v1/networks/{network.pk}"
+    # A form-encoded body works like JSON (its values are single strings, not lists).
+    added = client.post(f"{base}/leases/", {"mac": "52:54:00:00:07:62", "ip": "10.231.7.62"})
+    assert added.status_code == 200, added.content
+    assert any(h["ip"] == "10.231.7.62" for h in added.json()["network"]["details"]["dhcp_hosts"])
+    dns = client.post(f"{base}/dns-hosts/", {"ip": "10.231.7.71", "hostnames": "ci ci2"})
+    assert dns.status_code == 200, dns.content
+    assert {"ip": "10.231.7.71", "hostnames": ["ci", "ci2"]} in dns.json()["network"]["details"]["dns_hosts"]
+    # A body that is not an object, or values of the wrong type: a 400 with a message, nothing changed.
+    for path, body in (
+        ("leases/", [1, 2]),
+        ("leases/remove/", ["10.231.7.62"]),
+        ("dns-hosts/", "10.231.7.72"),
+        ("dns-hosts/remove/", [None]),
+        ("autostart/", [True]),
+    ):
+        response = client.post(f"{base}/{path}", body, format="json")
+        assert response.status_code == 400, (path, response.content)
+        assert response.json()["detail"], path
+    typed = client.post(f"{base}/leases/", {"mac": 5, "ip": 7}, format="json")
+    assert typed.status_code == 400 and "not an IP address" in typed.json()["detail"], typed.content
+    typed = client.post(f"{base}/dns-hosts/", {"ip": ["10.231.7.72"], "hostnames": ["x"]}, format="json")
+    assert typed.status_code == 400 and "not an IP address" in typed.json()["detail"], typed.content
+    assert client.put(f"{base}/", [nat_data()], format="json").status_code == 400
+    network.refresh_from_db()
+    assert [h["ip"] for h in network.details["dhcp_hosts"]] == ["10.231.7.10", "10.231.7.62"]
+    assert [h["ip"] for h in network.details["dns_hosts"]] == ["10.231.7.5", "10.231.7.71"]
+
+
+def test_form_encoded_update(network, owner):
+    services.network_action(owner, network, "stop")
+    body = {"mode": "nat", "forward_dev": "eth1", "bridge": "vtlab0", "ipv4_address": "10.231.7.1/24"}
+    updated = api(owner).put(f"/api/v1/networks/{network.pk}/", {**body, "mtu": "1400"})
+    assert updated.status_code == 200, updated.content
+    assert updated.json()["network"]["details"]["mtu"] == 1400
+
+
+def test_a_network_gone_from_its_host_is_a_404(network, owner):
+    Network.objects.filter(pk=network.pk).update(gone=True)
+    response = api(owner).post(f"/api/v1/networks/{network.pk}/start/")
+    assert response.status_code == 404 and "no longer exists" in response.json()["detail"]
