@@ -412,6 +412,17 @@ def plan_vm(user, host, params: dict) -> Plan:
 def _check_room(conn, plan: Plan) -> None:
     """Free space in each pool for what will be made there, and no name already taken; InvalidSpec if not."""
     errors: dict[str, str] = {}
+    for volume in plan.volumes:
+        try:
+            virt_volumes.validate_volume_name(volume.name)
+        except virt.InvalidInput:
+            longest = max(len(v.name) - len(plan.spec.name) for v in plan.volumes)
+            raise InvalidSpec(
+                {
+                    "name": f"Its volumes are named after the VM ({volume.name}): with these disks, "
+                    f"use a name of at most {64 - longest} characters."
+                }
+            ) from None
     needed: dict[int, int] = {}
     for volume in plan.volumes:
         needed[volume.pool.pk] = needed.get(volume.pool.pk, 0) + volume.size_bytes
