@@ -96,6 +96,21 @@ def parse_dns_hosts(text: str) -> list[dict[str, Any]]:
     return entries
 
 
+def _address_fields(label: str, example: str, rows: int, lease_lines: str) -> tuple[forms.Field, ...]:
+    """The address/prefix, DHCP range and static lease fields of one address family."""
+    return (
+        forms.CharField(label=f"{label} address/prefix", required=False, help_text=f"e.g. {example}"),
+        forms.CharField(label=f"{label} DHCP range start", required=False),
+        forms.CharField(label=f"{label} DHCP range end", required=False),
+        forms.CharField(
+            label=f"{label} static leases",
+            required=False,
+            widget=forms.Textarea(attrs={"rows": rows}),
+            help_text=f"One per line: {lease_lines}.",
+        ),
+    )
+
+
 class NetworkForm(forms.Form):
     """Create or change a virtual network (every forward mode)."""
 
@@ -131,27 +146,11 @@ class NetworkForm(forms.Form):
     stp = forms.BooleanField(label="Spanning tree (STP)", required=False, initial=True)
     delay = forms.CharField(label="Forward delay (s)", required=False, initial="0")
     mtu = forms.CharField(label="MTU", required=False)
-    ipv4_address = forms.CharField(
-        label="IPv4 address/prefix", required=False, help_text="e.g. 192.168.100.1/24"
+    ipv4_address, ipv4_dhcp_start, ipv4_dhcp_end, ipv4_leases = _address_fields(
+        "IPv4", "192.168.100.1/24", 3, '"MAC address [host name]" or "host name address"'
     )
-    ipv4_dhcp_start = forms.CharField(label="IPv4 DHCP range start", required=False)
-    ipv4_dhcp_end = forms.CharField(label="IPv4 DHCP range end", required=False)
-    ipv4_leases = forms.CharField(
-        label="IPv4 static leases",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text='One per line: "MAC address [host name]" or "host name address".',
-    )
-    ipv6_address = forms.CharField(
-        label="IPv6 address/prefix", required=False, help_text="e.g. fd00:100::1/64"
-    )
-    ipv6_dhcp_start = forms.CharField(label="IPv6 DHCP range start", required=False)
-    ipv6_dhcp_end = forms.CharField(label="IPv6 DHCP range end", required=False)
-    ipv6_leases = forms.CharField(
-        label="IPv6 static leases",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text='One per line: "host name address".',
+    ipv6_address, ipv6_dhcp_start, ipv6_dhcp_end, ipv6_leases = _address_fields(
+        "IPv6", "fd00:100::1/64", 2, '"host name address"'
     )
     domain_name = forms.CharField(label="DNS domain", required=False)
     dns_local_only = forms.BooleanField(
