@@ -60,6 +60,7 @@ class NetworkSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_attached_vm_count(self, obj) -> int:
+        """How many VMs use the network (from the page's counts when listing)."""
         counts = self.context.get("attached_counts")
         if counts is not None:
             return counts.get(obj.pk, 0)
@@ -117,6 +118,7 @@ class NetworkWriteSerializer(serializers.Serializer):
     autostart = serializers.BooleanField(required=False, default=False, write_only=True)
 
     def get_fields(self):
+        """The fields, with `host` limited to the hosts the user may add networks to."""
         fields = super().get_fields()
         request = self.context.get("request")
         if request is not None:
@@ -124,6 +126,7 @@ class NetworkWriteSerializer(serializers.Serializer):
         return fields
 
     def validate(self, attrs):
+        """Run the form's checks (clean_network_data) on the values; per-field errors as a 400."""
         instance = self.context.get("instance")
         host = instance.host if instance is not None else attrs.get("host")
         if host is None:
@@ -199,11 +202,13 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
     http_method_names = ["get", "post", "put", "delete", "head", "options"]
 
     def get_serializer_class(self):
+        """The write serializer for create and update, the read one otherwise."""
         if self.action in ("create", "update"):
             return NetworkWriteSerializer
         return NetworkSerializer
 
     def get_serializer_context(self):
+        """The context, with the attached-VM counts of the listed page (one query per host)."""
         context = super().get_serializer_context()
         if self.action == "list":
             page = getattr(self, "_page", None)
@@ -212,11 +217,13 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
         return context
 
     def paginate_queryset(self, queryset):
+        """The page, kept so that the counts of its networks are read at once."""
         self._page = super().paginate_queryset(queryset)
         return self._page
 
     @extend_schema(request=NetworkWriteSerializer, responses={201: ActionResultSerializer})
     def create(self, request, *args, **kwargs):
+        """Define a network on a host the user administers (404 unseen host, 403 not an admin)."""
         host_id = str(_body(request).get("host", ""))
         if host_id.isdigit():
             host = restrict(Host.objects.all(), request.user).filter(pk=host_id).first()
@@ -239,6 +246,7 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=NetworkWriteSerializer, responses={200: ActionResultSerializer})
     def update(self, request, *args, **kwargs):
+        """Redefine a network with new settings (its name cannot change)."""
         network = self.get_object()
         if network.gone:
             return Response({"detail": "This network no longer exists on its host."}, status=404)
@@ -258,6 +266,7 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
         responses={204: None, 409: OpenApiTypes.OBJECT},
     )
     def destroy(self, request, *args, **kwargs):
+        """Stop and delete a network; 409 while running VMs use it unless ?force=true."""
         network = self.get_object()
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         try:
@@ -401,6 +410,7 @@ class NetworkViewSet(RestrictedQuerysetMixin, viewsets.ModelViewSet):
         return Response(services.nic_choices(host))
 
     def handle_exception(self, exc):
+        """Network input errors as 400 with per-field messages, objects gone as 404."""
         return _handle_network_errors(exc) or super().handle_exception(exc)
 
 
@@ -529,4 +539,5 @@ class VmNicViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
         return _result(network, f"{ip} reserved for {vm.name}.")
 
     def handle_exception(self, exc):
+        """Network input errors as 400 with per-field messages, objects gone as 404."""
         return _handle_network_errors(exc) or super().handle_exception(exc)

@@ -34,6 +34,7 @@ class NetworkFilterSet(django_filters.FilterSet):
         fields = ["q", "host", "mode", "active", "gone"]
 
     def __init__(self, *args, user=None, **kwargs):
+        """The host choices limited to the hosts `user` may see."""
         super().__init__(*args, **kwargs)
         if user is not None:
             from apps.core.permissions import restrict
@@ -65,6 +66,7 @@ class HostInterfaceFilterSet(django_filters.FilterSet):
         fields = ["q", "host", "kind"]
 
     def __init__(self, *args, user=None, **kwargs):
+        """The host choices limited to the hosts `user` may see."""
         super().__init__(*args, **kwargs)
         if user is not None:
             from apps.core.permissions import restrict

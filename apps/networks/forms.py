@@ -171,6 +171,8 @@ class NetworkForm(forms.Form):
     autostart = forms.BooleanField(label="Start with the host", required=False)
 
     def __init__(self, *args, user=None, instance=None, **kwargs):
+        """Bootstrap classes and per-mode markers on every field; the hosts the user may add networks to
+        (creating) or the network's fixed name (editing)."""
         super().__init__(*args, **kwargs)
         self.instance = instance
         self.spec = None
@@ -226,6 +228,7 @@ class NetworkForm(forms.Form):
         return data
 
     def clean(self):
+        """Check the values with clean_network_data against the host, as the API does."""
         cleaned = super().clean()
         host = self.instance.host if self.instance is not None else cleaned.get("host")
         if host is None or self.errors:

@@ -50,9 +50,11 @@ class NetworkListView(LoginRequiredMixin, TemplateView):
     template_name = "networks/list.html"
 
     def get_template_names(self):
+        """Only the table for an htmx refresh, the whole page otherwise."""
         return ["networks/_table.html"] if self.request.htmx else [self.template_name]
 
     def get_context_data(self, **kwargs):
+        """The filtered, paginated networks with their attached-VM counts."""
         user = self.request.user
         queryset = restrict(Network.objects.select_related("host").defer("xml"), user)
         params = self.request.GET.copy()
@@ -85,12 +87,14 @@ class NetworkDetailView(LoginRequiredMixin, TemplateView):
     template_name = "networks/detail.html"
 
     def get_template_names(self):
+        """The status or leases fragment for an htmx refresh, the whole page otherwise."""
         part = self.request.GET.get("part")
         if self.request.htmx and part in ("status", "leases"):
             return [f"networks/_{part}.html"]
         return [self.template_name]
 
     def get_context_data(self, pk: int, **kwargs):
+        """The network (404 unless the user may see it), its VMs, forward device, forms and history."""
         user = self.request.user
         network = get_restricted(Network.objects.select_related("host", "team"), user, pk=pk)
         from apps.vms.models import VirtualMachine
@@ -155,6 +159,7 @@ class NetworkCreateView(LoginRequiredMixin, View):
         return form.fields["host"].queryset.filter(pk=host_id).first()
 
     def get(self, request):
+        """The empty form (403 unless the user administers a team)."""
         if not teams_for(request.user, Action.ADD).exists():
             return render(request, "403.html", {"reason": "You are not an admin of any team."}, status=403)
         form = NetworkForm(user=request.user, initial={"host": request.GET.get("host"), "mode": "nat"})
@@ -165,6 +170,7 @@ class NetworkCreateView(LoginRequiredMixin, View):
         )
 
     def post(self, request):
+        """Define the network, or show the form again with what is wrong (400)."""
         if not teams_for(request.user, Action.ADD).exists():
             return render(request, "403.html", {"reason": "You are not an admin of any team."}, status=403)
         form = NetworkForm(request.POST, user=request.user)
@@ -201,6 +207,7 @@ class NetworkEditView(LoginRequiredMixin, View):
     """Change a network's settings (admins of its team)."""
 
     def get(self, request, pk):
+        """The form with the network's current settings."""
         network = _live_network(request, pk, Action.CHANGE)
         form = NetworkForm(
             user=request.user,
@@ -214,6 +221,7 @@ class NetworkEditView(LoginRequiredMixin, View):
         )
 
     def post(self, request, pk):
+        """Redefine the network, or show the form again with what is wrong (400)."""
         network = _live_network(request, pk, Action.CHANGE)
         form = NetworkForm(request.POST, user=request.user, instance=network)
         context = {"form": form, "network": network, **_interface_context(request.user, network.host)}
@@ -293,10 +301,12 @@ class NetworkDeleteView(LoginRequiredMixin, View):
         return {"network": network, "vms": vms, "running": running}
 
     def get(self, request, pk):
+        """The confirmation page, listing the VMs that use the network."""
         network = _live_network(request, pk, Action.DELETE)
         return render(request, "networks/delete.html", self._context(request, network))
 
     def post(self, request, pk):
+        """Delete the network; 409 with the running VMs unless forced."""
         network = _live_network(request, pk, Action.DELETE)
         force = request.POST.get("force") == "on"
         try:
@@ -384,6 +394,7 @@ class HostInterfaceListView(LoginRequiredMixin, TemplateView):
     template_name = "networks/interfaces.html"
 
     def get_context_data(self, **kwargs):
+        """The filtered, paginated interfaces of the hosts the user may see."""
         user = self.request.user
         queryset = restrict(HostInterface.objects.select_related("host"), user)
         filterset = HostInterfaceFilterSet(self.request.GET, queryset=queryset, user=user)
@@ -399,6 +410,8 @@ class VmNicsView(LoginRequiredMixin, TemplateView):
     template_name = "networks/vm_nics.html"
 
     def get_context_data(self, vm_pk: int, **kwargs):
+        """The VM (404 unless the user may see it), its NICs with their networks and addresses, and
+        what they may connect to."""
         from apps.vms.models import VirtualMachine
 
         user = self.request.user
