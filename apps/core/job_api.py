@@ -50,6 +50,14 @@ class JobSerializer(serializers.ModelSerializer):
         return job.user.get_username() if job.user else None
 
 
+class JobBriefSerializer(JobSerializer):
+    """A job in a list: everything but its log, parameters and result (GET the job for those)."""
+
+    class Meta(JobSerializer.Meta):
+        fields = [f for f in JobSerializer.Meta.fields if f not in ("log", "params", "result")]
+        read_only_fields = fields
+
+
 class JobViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     """Jobs of the user's teams; operators and admins may cancel them."""
 
@@ -57,6 +65,9 @@ class JobViewSet(RestrictedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
     filterset_class = JobFilterSet
     filter_backends = [DjangoFilterBackend]
+
+    def get_serializer_class(self):
+        return JobBriefSerializer if self.action == "list" else JobSerializer
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: JobSerializer}, summary="Cancel the job")
     @action(detail=True, methods=["post"], required_action=Action.OPERATE)

@@ -12,6 +12,9 @@ class JobFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=JobState.choices)
     kind = django_filters.CharFilter(field_name="kind", lookup_expr="startswith")
     active = django_filters.BooleanFilter(method="filter_active", label="Queued or running")
+    ordering = django_filters.OrderingFilter(
+        fields=(("created", "created"), ("finished", "finished"), ("state", "state"), ("kind", "kind"))
+    )
 
     class Meta:
         model = Job

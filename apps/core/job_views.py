@@ -57,7 +57,12 @@ class JobListView(LoginRequiredMixin, TemplateView):
         jobs = restrict(Job.objects.select_related("vm", "host", "user"), self.request.user)
         filterset = JobFilterSet(self.request.GET, queryset=jobs)
         page, query = paginate(self.request, filterset.qs if filterset.is_valid() else jobs.none())
-        return super().get_context_data(filter=filterset, page=page, query=query, **kwargs)
+        sort_query = self.request.GET.copy()
+        for key in ("page", "ordering"):
+            sort_query.pop(key, None)
+        return super().get_context_data(
+            filter=filterset, page=page, query=query, sort_query=sort_query.urlencode(), **kwargs
+        )
 
 
 class JobDetailView(LoginRequiredMixin, TemplateView):

@@ -193,9 +193,22 @@ def test_api_by_role(owner, operator, viewer, outsider, job):
     assert api(owner).get("/api/v1/jobs/?state=queued&kind=test.").json()["count"] == 1
     assert api(owner).get("/api/v1/jobs/?active=false").json()["count"] == 0
     assert api(owner).get("/api/v1/jobs/?state=bogus").status_code == 400
+    listed = api(owner).get("/api/v1/jobs/?ordering=-created").json()["results"][0]
+    assert "log" not in listed and listed["title"] == job.title  # the list is brief
+    assert job.title in client_for_owner_page(owner)
     cancelled = api(operator).post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     conflict = api(operator).post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert conflict.status_code == 409 and "already ended" in conflict.json()["detail"]
     paths = api(owner).get("/api/schema/?format=json").json()["paths"]
     assert "/api/v1/jobs/{id}/cancel/" in paths
+
+
+def client_for_owner_page(user) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    page = client.get("/jobs/?state=queued&ordering=state").content.decode()
+    assert "ordering=-state" in page and "ordering=state&amp;ordering" not in page
+    return page
