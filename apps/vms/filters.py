@@ -20,13 +20,14 @@ class TagNameFilter(django_filters.ModelMultipleChoiceFilter):
 
 
 class VirtualMachineFilterSet(django_filters.FilterSet):
-    """Search, host, state, tag and gone filters, plus ordering."""
+    """Search, host, state, tag, gone and template filters, plus ordering."""
 
     q = django_filters.CharFilter(method="search", label="Search")
     host = django_filters.ModelChoiceFilter(queryset=Host.objects.all())
     state = django_filters.MultipleChoiceFilter(choices=VmState.choices)
     tag = TagNameFilter(field_name="tags__name", to_field_name="name", queryset=Tag.objects.all())
     gone = django_filters.BooleanFilter()
+    is_template = django_filters.BooleanFilter(label="Template")
     ordering = django_filters.OrderingFilter(
         fields=(
             ("name", "name"),
@@ -40,7 +41,7 @@ class VirtualMachineFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = VirtualMachine
-        fields = ["q", "host", "state", "tag", "gone"]
+        fields = ["q", "host", "state", "tag", "gone", "is_template"]
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -258,3 +258,15 @@ def test_changes_to_a_stopped_vm_are_not_pending(owner, vm):
     assert "Memory set to 320 MiB: saved." in response.json()["messages"]
     vm.refresh_from_db()
     assert vm.memory_kib == 320 * 1024 and vm.pending_changes == {}
+
+
+def test_template_filter(owner, vm):
+    conn = connection_for(vm.host)
+    conn.lookupByUUIDString(str(vm.uuid)).destroy()
+    refresh_vm(vm, conn)
+    client = api(owner)
+    client.post(f"/api/v1/vms/{vm.pk}/template/", {"is_template": True}, format="json")
+    names = [row["name"] for row in client.get("/api/v1/vms/?is_template=true").json()["results"]]
+    assert names == ["change-me"]
+    others = [row["name"] for row in client.get("/api/v1/vms/?is_template=false").json()["results"]]
+    assert "change-me" not in others and "test" in others
