@@ -412,18 +412,13 @@ def _check_host(result: CleanResult, host, spec: virt.NetworkSpec, instance, int
     for ip in spec.ips:
         key = f"{ip.family}_address"
         for other in others:
-            for subnet in other.subnets:
-                theirs = ipaddress.ip_interface(subnet).network
-                if theirs.version == ip.network.version and theirs.overlaps(ip.network):
-                    result.add(key, f"{ip.network} overlaps {theirs} of network {other.name}.")
+            for theirs in _overlapping(ip, other.subnets):
+                result.add(key, f"{ip.network} overlaps {theirs} of network {other.name}.")
         for iface in interfaces:
             if iface.name in (own_bridge, spec.bridge) or iface.name in other_bridges:
                 continue
-            for text in [*iface.addresses, *iface.routes]:
-                theirs = ipaddress.ip_interface(text).network
-                if theirs.version == ip.network.version and theirs.overlaps(ip.network):
-                    result.add(key, f"{ip.network} overlaps {theirs} on host interface {iface.name}.")
-                    break
+            for theirs in _overlapping(ip, [*iface.addresses, *iface.routes])[:1]:
+                result.add(key, f"{ip.network} overlaps {theirs} on host interface {iface.name}.")
 
     if interfaces:
         for dev in [spec.forward_dev, *spec.forward_devices]:
@@ -432,3 +427,17 @@ def _check_host(result: CleanResult, host, spec: virt.NetworkSpec, instance, int
                     f"Host {host.name} has no interface {dev} now; the network is defined anyway and "
                     "uses it once it appears."
                 )
+
+
+def _overlapping(ip: virt.IpSpec, texts: list[str]) -> list:
+    """The subnets among `texts` ("address/prefix" as mirrored) of ip's family that overlap its subnet;
+    a text that does not parse (an address recorded without a prefix) is skipped."""
+    found = []
+    for text in texts:
+        try:
+            theirs = ipaddress.ip_interface(text).network
+        except ValueError:
+            continue
+        if theirs.version == ip.network.version and theirs.overlaps(ip.network):
+            found.append(theirs)
+    return found

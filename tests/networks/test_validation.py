@@ -198,3 +198,20 @@ def test_low_level_checks():
     for bad in ("", "-br", "br0/x", "a" * 16, "br 0", "br'0", "br\n0"):
         with pytest.raises(Invalid):
             check_ifname(bad)
+
+
+def test_a_mirrored_subnet_without_prefix_is_no_crash(net_host):
+    """A network defined outside Vireo may have an IPv4 address with neither prefix nor netmask."""
+    Network.objects.create(
+        host=net_host,
+        team=net_host.team,
+        uuid="5a1e0000-0000-4000-8000-000000000231",
+        name="bare",
+        ips=[{"family": "ipv4", "address": "10.231.7.1", "prefix": None, "dhcp_ranges": []}],
+    )
+    HostInterface.objects.filter(host=net_host, name="eth1").update(addresses=["garbage", "192.168.0.5/24"])
+    assert errors_of(net_host) == {}
+    clash = errors_of(
+        net_host, ipv4_address="192.168.0.1/24", ipv4_dhcp_start="", ipv4_dhcp_end="", ipv4_leases=[]
+    )
+    assert clash == {"ipv4_address": ["192.168.0.0/24 overlaps 192.168.0.0/24 on host interface eth1."]}
