@@ -270,8 +270,9 @@ def create_network(
 ) -> tuple[Network, list[str]]:
     """Define a network from submitted values, optionally start it and set autostart; (network, warnings).
 
-    Nothing is left on the host when a step fails: a network that was defined but cannot start is
-    kept (it is a valid definition) and the error says why it did not start.
+    Values are validated first and nothing reaches the host when they are wrong, nor when libvirt
+    refuses the definition. A network that was defined but could not start (or be set to autostart) is
+    kept, since it is a valid definition: InvalidState then says why it did not start.
     """
     result = validate(host, data)
     spec = result.spec
@@ -337,8 +338,8 @@ def network_form_data(network: Network) -> dict[str, Any]:
 def update_network(
     user, network: Network, data: dict[str, Any], *, request=None
 ) -> tuple[Network, list[str]]:
-    """Redefine a network with new settings (same UUID). A running network applies them when restarted;
-    static leases and DNS entries changed here are also applied live."""
+    """Redefine a network with new settings (same UUID); (network, warnings). A running network applies
+    them when restarted (a warning says so); the live lease and DNS services apply theirs at once."""
     result = validate(network.host, data, instance=network)
     spec = result.spec
     assert spec is not None  # validate() raises otherwise

@@ -192,7 +192,8 @@ class NetworkCreateView(LoginRequiredMixin, View):
             return render(request, "networks/form.html", context, status=400)
         except virt.InvalidState as exc:  # defined, but did not start
             messages.error(request, exc.message)
-            network = Network.objects.filter(host=host, name=form.cleaned_data["name"], gone=False).first()
+            defined = Network.objects.filter(host=host, name=form.cleaned_data["name"], gone=False)
+            network = restrict(defined, request.user).first()
             return redirect(network) if network else redirect("networks:list")
         except virt.VirtError as exc:
             form.add_error(None, exc.message)
