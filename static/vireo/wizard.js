@@ -42,6 +42,17 @@
     if (index > 0) show(order[index - 1]);
   });
   form.addEventListener("change", (event) => { if (event.target.name === "source") showSource(); });
+  // Enter in a field means "Next" (with the server's checks), never "Create" before the review.
+  form.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.target.tagName === "TEXTAREA") return;
+    if (form.dataset.active !== order[order.length - 1]) {
+      event.preventDefault();
+      document.getElementById("wizard-next").click();
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    if (form.dataset.active !== order[order.length - 1]) event.preventDefault();
+  });
   // Old messages go before each check; the answer brings the current ones (out of band) and the step.
   document.body.addEventListener("htmx:beforeRequest", (event) => {
     if (event.detail.elt && event.detail.elt.id === "wizard-next") {
