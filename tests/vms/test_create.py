@@ -295,3 +295,50 @@ def test_hostname_for_cloud_init():
     assert hostname_for("db_1.prod") == "db-1-prod"
     assert hostname_for("web1") == "web1"
     assert hostname_for("...") == "vm" and len(hostname_for("a" * 64)) == 63
+
+
+def test_cancelled_creation_leaves_nothing(owner, host, monkeypatch):
+    """A cancel that reaches the job while it runs stops it at the next step and removes what it made."""
+    import time
+
+    from apps.core.jobs import submit_job
+    from apps.vms import creation
+    from apps.vms.create_api import VmCreateSerializer
+    from apps.vms.tasks import create_vm_task
+
+    conn = connection_for(host)
+    before = set(volumes.pool_volume_names(conn, POOL))
+
+    class Request:
+        user = owner
+
+    serializer = VmCreateSerializer(
+        data=body(host, name="cancelme", disks=[{"pool": pool_pk(host), "size_mib": 8}] * 2),
+        context={"request": Request()},
+    )
+    assert serializer.is_valid(), serializer.errors
+    job = submit_job(
+        user=owner,
+        team=host.team,
+        kind="vm.create",
+        title="Create VM cancelme",
+        task="vms.create",
+        params=serializer.to_params(),
+        host=host,
+        cancellable=True,
+    )
+    made = []
+    original = creation.virt_volumes.create_volume
+
+    def create_then_cancel(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # the user's cancel arrives now
+        time.sleep(0.6)  # past the reporter's cancel-check interval
+        return made[-1]
+
+    monkeypatch.setattr(creation.virt_volumes, "create_volume", create_then_cancel)
+    create_vm_task.apply(args=[job.pk])
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED, (job.state, job.error, job.log)
+    assert len(made) == 1 and f"Deleted volume {made[0].path}." in job.log
+    assert set(volumes.pool_volume_names(conn, POOL)) == before and not domain_exists(conn, "cancelme")
