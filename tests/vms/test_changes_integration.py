@@ -193,7 +193,7 @@ def test_template_copy_with_overrides(
 
 @pytest.fixture
 def isolated_network(libvirt_system, run_prefix, system_host):
-    """An isolated libvirt network (no forwarding, 10.231.77.0/24) for this test, removed afterwards."""
+    """An isolated libvirt network (no forwarding, a 10.231.x.0/24 subnet) for this test, removed afterwards."""
     import secrets
 
     from lxml import etree
@@ -201,7 +201,8 @@ def isolated_network(libvirt_system, run_prefix, system_host):
     root = etree.Element("network")
     etree.SubElement(root, "name").text = run_prefix + "net"
     etree.SubElement(root, "bridge", name=f"vrt{secrets.token_hex(3)}")
-    etree.SubElement(root, "ip", address="10.231.77.1", netmask="255.255.255.0")
+    subnet = 20 + secrets.randbelow(200)  # 10.231.<n>.0/24: a range other runs are unlikely to use
+    etree.SubElement(root, "ip", address=f"10.231.{subnet}.1", netmask="255.255.255.0")
     net = libvirt_system.networkDefineXML(etree.tostring(root, encoding="unicode"))
     try:
         net.create()
