@@ -4,14 +4,11 @@ network stays active throughout."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connections
 from playwright.sync_api import expect
 
 from tests.browser.conftest import off_loop, open_live, wait_until
-from tests.networks.conftest import HostLinks, link_exists, remove_networks, short_prefix
+from tests.networks.conftest import HostLinks, hostd_running, link_exists, remove_networks, short_prefix
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -28,7 +25,6 @@ def links(run_prefix):
 def test_network_page_follows_forward_device(
     settings, logged_in_page, owner, local_host, links, libvirt_system, run_prefix
 ):
-    from apps.hosts.hostd import Supervisor
     from apps.networks import services
     from apps.networks.models import Network
 
@@ -50,39 +46,28 @@ def test_network_page_follows_forward_device(
         },
     )
     assert dev in warnings[0]
-    supervisor = Supervisor(identity=f"net-browser-{run_prefix}")
-
-    def run() -> None:
-        try:
-            supervisor.run()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
     try:
-        wait_until(
-            lambda: type(local_host).objects.get(pk=local_host.pk).state == "online", 60, "host online"
-        )
-        page = logged_in_page(owner)
-        open_live(page, f"/networks/{network.pk}/", subscriptions=2)
-        state = page.locator("#forward-dev-state")
-        expect(state).to_have_text("absent")
-        expect(page.locator("#network-state")).to_have_text("Active")
-        page.evaluate("window.__marker = 1")
-        raw = libvirt_system.networkLookupByUUIDString(str(network.uuid))
-        for action, word in (("create", "present"), ("delete", "absent"), ("create", "present")):
-            if action == "create":
-                links.device("fd0")
-            else:
-                links.delete(dev)
-            expect(state).to_have_text(word, timeout=15_000)
+        with hostd_running(f"net-browser-{run_prefix}"):
+            wait_until(
+                lambda: type(local_host).objects.get(pk=local_host.pk).state == "online", 60, "host online"
+            )
+            page = logged_in_page(owner)
+            open_live(page, f"/networks/{network.pk}/", subscriptions=2)
+            state = page.locator("#forward-dev-state")
+            expect(state).to_have_text("absent")
             expect(page.locator("#network-state")).to_have_text("Active")
-            assert raw.isActive() == 1
-        assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+            page.evaluate("window.__marker = 1")
+            raw = libvirt_system.networkLookupByUUIDString(str(network.uuid))
+            for action, word in (("create", "present"), ("delete", "absent"), ("create", "present")):
+                if action == "create":
+                    links.device("fd0")
+                else:
+                    links.delete(dev)
+                expect(state).to_have_text(word, timeout=15_000)
+                expect(page.locator("#network-state")).to_have_text("Active")
+                assert raw.isActive() == 1
+            assert page.evaluate("window.__marker") == 1, "the page was reloaded"
     finally:
-        supervisor.stop()
-        thread.join(timeout=20)
         off_loop(lambda: services.delete_network(owner, Network.objects.get(pk=network.pk), force=True))
         remove_networks(libvirt_system, run_prefix)
 

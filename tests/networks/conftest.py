@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import libvirt
@@ -168,3 +169,28 @@ def remove_networks(conn, prefix: str) -> None:
                 net.destroy()
         with contextlib.suppress(libvirt.libvirtError):
             net.undefine()
+
+
+@contextlib.contextmanager
+def hostd_running(identity: str) -> Iterator[None]:
+    """hostd's Supervisor in a thread for the duration of the block (it closes its database connections
+    when it stops); stopped and joined afterwards, failures included."""
+    from django.db import connections
+
+    from apps.hosts.hostd import Supervisor
+
+    supervisor = Supervisor(identity=identity)
+
+    def run() -> None:
+        try:
+            supervisor.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        supervisor.stop()
+        thread.join(timeout=20)

@@ -19,7 +19,7 @@ from apps.networks import services
 from apps.networks.models import HostInterface, Network
 from tests.conftest import wait_until
 
-from .conftest import link_exists
+from .conftest import hostd_running, link_exists
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -215,11 +215,6 @@ def test_forward_device_comes_and_goes_while_the_network_runs(
     """The network is defined and started while its forward device does not exist; the device is then
     created, deleted and created again. The network stays active throughout, and the mirror (so the
     page) follows the device's presence through hostd."""
-    import threading
-
-    from django.db import connections
-
-    from apps.hosts.hostd import Supervisor
     from apps.hosts.models import Host
 
     settings.VIREO_HOSTD_LEASE_SECONDS = 3
@@ -250,17 +245,7 @@ def test_forward_device_comes_and_goes_while_the_network_runs(
     assert page_shows("absent")
     raw = _live(libvirt_system, network)
     # From here on only hostd writes the mirror (SQLite takes one writer at a time).
-    supervisor = Supervisor(identity=f"net-test-{run_prefix}")
-
-    def run_supervisor() -> None:
-        try:
-            supervisor.run()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run_supervisor, daemon=True)
-    thread.start()
-    try:
+    with hostd_running(f"net-test-{run_prefix}"):
         wait_until(lambda: Host.objects.get(pk=host.pk).state == "online", timeout=60)
         for step, (action, present) in enumerate((("create", True), ("delete", False), ("create", True))):
             if action == "create":
@@ -274,7 +259,4 @@ def test_forward_device_comes_and_goes_while_the_network_runs(
             assert page_shows("present" if present else "absent"), step
             assert raw.isActive() == 1, f"the network stopped after step {step} ({action})"
             assert Network.objects.get(pk=network.pk).active
-    finally:
-        supervisor.stop()
-        thread.join(timeout=20)
     services.delete_network(owner, Network.objects.get(pk=network.pk))
