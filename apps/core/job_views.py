@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.contrib import messages
@@ -80,7 +81,11 @@ class JobDetailView(LoginRequiredMixin, TemplateView):
             Job.objects.select_related("vm", "host", "user", "team"), self.request.user, pk=pk
         )
         return super().get_context_data(
-            job=job, may_operate=can(self.request.user, job, Action.OPERATE), **kwargs
+            job=job,
+            may_operate=can(self.request.user, job, Action.OPERATE),
+            params_json=json.dumps(job.params, sort_keys=True),
+            result_json=json.dumps(job.result, sort_keys=True) if job.result else "",
+            **kwargs,
         )
 
 

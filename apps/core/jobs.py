@@ -312,6 +312,7 @@ def _finish(job: Job, state: str, *, error: str = "", result: dict | None = None
         fields["result"] = result
     if state == JobState.SUCCEEDED:
         fields["progress"] = 100
+        fields["stage"] = "Done"
     words = {
         JobState.SUCCEEDED: "Succeeded.",
         JobState.FAILED: f"Failed: {error}",

@@ -37,7 +37,13 @@ def test_job_runs_reports_and_is_audited(owner, test_host, django_capture_on_com
         job = submit(owner, test_host, steps=4, keep=True)
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED, job.error
-    assert job.progress == 100 and job.started and job.finished and job.celery_id.startswith(f"job-{job.pk}-")
+    assert (
+        job.progress == 100
+        and job.stage == "Done"
+        and job.started
+        and job.finished
+        and job.celery_id.startswith(f"job-{job.pk}-")
+    )
     assert job.result["path"].endswith(jobtasks.scratch_name(job))
     assert "Queued by owner" in job.log and "Created" in job.log and job.log.rstrip().endswith("Succeeded.")
     assert jobtasks.scratch_name(job) in volume_names(test_host)
@@ -150,6 +156,7 @@ def test_pages_by_role(client_for, owner, operator, viewer, outsider, job):
         assert job.title in client.get("/jobs/panel/").content.decode()
         detail = client.get(f"/jobs/{job.pk}/")
         assert detail.status_code == 200 and "Queued by owner" in detail.content.decode()
+        assert "&quot;pool&quot;: &quot;default-pool&quot;" in detail.content.decode()  # parameters as JSON
     outsider_client = client_for(outsider)
     assert job.title not in outsider_client.get("/jobs/").content.decode()
     assert job.title not in outsider_client.get("/jobs/panel/").content.decode()
