@@ -323,48 +323,66 @@ class NetworkDeleteView(LoginRequiredMixin, View):
         return redirect(reverse("networks:list") + f"?host={network.host_id}")
 
 
+def _add_lease(request, network: Network) -> str:
+    entry = _cleaned(LeaseForm(request.POST))
+    services.add_lease(request.user, network, entry["family"], entry, request=request)
+    return f"Static lease of {entry['ip']} added."
+
+
+def _remove_lease(request, network: Network) -> str:
+    ip = request.POST.get("ip", "")
+    services.remove_lease(request.user, network, "ipv6" if ":" in ip else "ipv4", ip, request=request)
+    return f"Static lease of {ip} removed."
+
+
+def _add_dns_host(request, network: Network) -> str:
+    cleaned = _cleaned(DnsHostForm(request.POST))
+    entry = {"ip": cleaned["ip"], "hostnames": cleaned["hostnames"].split()}
+    services.add_dns_host(request.user, network, entry, request=request)
+    return f"DNS entry for {entry['ip']} added."
+
+
+def _remove_dns_host(request, network: Network) -> str:
+    ip = request.POST.get("ip", "")
+    services.remove_dns_host(request.user, network, ip, request=request)
+    return f"DNS entry for {ip} removed."
+
+
+# The live edits of a network's detail page: (what, op) -> the function making it, and the page's tab.
+LIVE_EDITS = {
+    ("lease", "add"): _add_lease,
+    ("lease", "remove"): _remove_lease,
+    ("dns", "add"): _add_dns_host,
+    ("dns", "remove"): _remove_dns_host,
+}
+LIVE_EDIT_TABS = {"lease": "#dhcp", "dns": "#dns"}
+
+
+def _live_edit(request, pk: int, what: str, op: str):
+    """Make one live edit of a network (admins of its team); its outcome is shown as a message."""
+    network = _live_network(request, pk, Action.CHANGE)
+    edit = LIVE_EDITS.get((what, op))
+    if edit is None:
+        raise Http404(f"Unknown {what} operation.")
+    try:
+        messages.success(request, edit(request, network))
+    except virt.VirtError as exc:
+        messages.error(request, exc.message)
+    return _back(request, network.get_absolute_url() + LIVE_EDIT_TABS[what])
+
+
 @login_required
 @require_POST
 def lease_view(request, pk: int, op: str):
     """Add or remove a static DHCP lease, applied live (no restart)."""
-    network = _live_network(request, pk, Action.CHANGE)
-    try:
-        if op == "add":
-            entry = _cleaned(LeaseForm(request.POST))
-            services.add_lease(request.user, network, entry["family"], entry, request=request)
-            messages.success(request, f"Static lease of {entry['ip']} added.")
-        elif op == "remove":
-            ip = request.POST.get("ip", "")
-            family = "ipv6" if ":" in ip else "ipv4"
-            services.remove_lease(request.user, network, family, ip, request=request)
-            messages.success(request, f"Static lease of {ip} removed.")
-        else:
-            raise Http404("Unknown lease operation.")
-    except virt.VirtError as exc:
-        messages.error(request, exc.message)
-    return _back(request, network.get_absolute_url() + "#dhcp")
+    return _live_edit(request, pk, "lease", op)
 
 
 @login_required
 @require_POST
 def dns_view(request, pk: int, op: str):
     """Add or remove a DNS host entry, applied live."""
-    network = _live_network(request, pk, Action.CHANGE)
-    try:
-        if op == "add":
-            cleaned = _cleaned(DnsHostForm(request.POST))
-            entry = {"ip": cleaned["ip"], "hostnames": cleaned["hostnames"].split()}
-            services.add_dns_host(request.user, network, entry, request=request)
-            messages.success(request, f"DNS entry for {entry['ip']} added.")
-        elif op == "remove":
-            ip = request.POST.get("ip", "")
-            services.remove_dns_host(request.user, network, ip, request=request)
-            messages.success(request, f"DNS entry for {ip} removed.")
-        else:
-            raise Http404("Unknown DNS operation.")
-    except virt.VirtError as exc:
-        messages.error(request, exc.message)
-    return _back(request, network.get_absolute_url() + "#dns")
+    return _live_edit(request, pk, "dns", op)
 
 
 @login_required

@@ -18,13 +18,8 @@ def _undefine_extra_networks() -> None:
     conn = virt.open_connection("test:///default")
     try:
         for net in conn.listAllNetworks(0):
-            if net.name() == "default":
-                continue
-            with contextlib.suppress(libvirt.libvirtError):
-                if net.isActive():
-                    net.destroy()
-            with contextlib.suppress(libvirt.libvirtError):
-                net.undefine()
+            if net.name() != "default":
+                _stop_and_undefine(net)
     finally:
         virt.close_connection(conn)
 
@@ -162,13 +157,17 @@ def remove_networks(conn, prefix: str) -> None:
     """Stop and undefine the networks named `prefix`* (this run's only)."""
     assert prefix.startswith("vireo-test-") and len(prefix) > len("vireo-test-")
     for net in conn.listAllNetworks(0):
-        if not net.name().startswith(prefix):
-            continue
-        with contextlib.suppress(libvirt.libvirtError):
-            if net.isActive():
-                net.destroy()
-        with contextlib.suppress(libvirt.libvirtError):
-            net.undefine()
+        if net.name().startswith(prefix):
+            _stop_and_undefine(net)
+
+
+def _stop_and_undefine(net: libvirt.virNetwork) -> None:
+    """Stop (if running) and undefine one network, whatever fails."""
+    with contextlib.suppress(libvirt.libvirtError):
+        if net.isActive():
+            net.destroy()
+    with contextlib.suppress(libvirt.libvirtError):
+        net.undefine()
 
 
 @contextlib.contextmanager

@@ -135,15 +135,22 @@ def test_delete_refused_while_running_vms_use_it_unless_forced(net_host, owner):
     assert AuditEntry.objects.filter(action="network.delete", outcome="success").count() == 1
 
 
-def test_reserve_vm_address(net_host, owner):
+@pytest.mark.parametrize(
+    ("vm_name", "address", "lease"),
+    [
+        ("test", "10.231.7.77", {"mac": "52:54:00:00:07:77", "name": "test", "ip": "10.231.7.77"}),
+        # IPv6 leases match by name only: the VM's name, made a valid DNS label.
+        ("web_1", "fd00:231:7::77", {"name": "web-1", "ip": "fd00:231:7::77", "family": "ipv6"}),
+    ],
+)
+def test_reserve_vm_address(net_host, owner, vm_name, address, lease):
     services.create_network(owner, net_host, nat_data())
     vm = VirtualMachine.objects.get(host=net_host, name="test")
+    vm.name = vm_name
     vm.nics = [{"mac": "52:54:00:00:07:77", "type": "network", "source": "lab"}]
     vm.save()
-    network = services.reserve_vm_address(owner, vm, "52:54:00:00:07:77", "10.231.7.77")
-    assert {"mac": "52:54:00:00:07:77", "name": "test", "ip": "10.231.7.77"}.items() <= network.details[
-        "dhcp_hosts"
-    ][-1].items()
+    network = services.reserve_vm_address(owner, vm, "52:54:00:00:07:77", address)
+    assert lease.items() <= network.details["dhcp_hosts"][-1].items()
     with pytest.raises(services.NetworkInputError):
         services.reserve_vm_address(owner, vm, "52:54:00:00:00:01", "10.231.7.78")
 
@@ -189,15 +196,3 @@ def test_hostd_rereads_interfaces_on_a_net_device_event(net_host):
     event = virt.VirtEvent("interface", "", "net_eth1_aa_bb_cc_dd_ee_ff", "created")
     watcher._apply(net_host, connection_for(net_host), [event])
     assert list(HostInterface.objects.filter(host=net_host).values_list("name", flat=True)) == ["eth1"]
-
-
-def test_reserve_an_ipv6_address_names_the_lease_after_the_vm(net_host, owner):
-    services.create_network(owner, net_host, nat_data())
-    vm = VirtualMachine.objects.get(host=net_host, name="test")
-    vm.name = "web_1"  # not a valid DNS label as it stands
-    vm.nics = [{"mac": "52:54:00:00:07:78", "type": "network", "source": "lab"}]
-    vm.save()
-    network = services.reserve_vm_address(owner, vm, "52:54:00:00:07:78", "fd00:231:7::78")
-    assert {"name": "web-1", "ip": "fd00:231:7::78", "family": "ipv6"}.items() <= network.details[
-        "dhcp_hosts"
-    ][-1].items()
