@@ -103,12 +103,12 @@ def test_console_page_shows_and_types_into_the_guest(
             page = context.new_page()
             page.goto(url)
             try:
-                page.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
+                page.wait_for_selector("#console-screen[data-state=connected]", timeout=45_000)
                 # Alone on the console, the operator has control (presence says so).
-                page.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
-                page.wait_for_selector("#console-presence li:has-text('in control')", timeout=20_000)
+                page.wait_for_selector("#console-screen[data-control=true]", timeout=45_000)
+                page.wait_for_selector("#console-presence li:has-text('in control')", timeout=45_000)
                 # The guest's text screen: more than a blank background.
-                page.wait_for_function(f"({CANVAS_JS})()?.[0] > 1", timeout=20_000)
+                page.wait_for_function(f"({CANVAS_JS})()?.[0] > 1", timeout=45_000)
             except Exception:
                 print(page.content()[:3000], websockify_server.output(), sep="\n----\n")
                 raise
@@ -117,7 +117,7 @@ def test_console_page_shows_and_types_into_the_guest(
             page.click("#console-screen canvas")
             type_like_a_person(page, "echo vireo-$((6*7))")
             page.keyboard.press("Enter")
-            page.wait_for_function(f"({CANVAS_JS})()[1] > {lit_before + TYPED_PIXELS}", timeout=20_000)
+            page.wait_for_function(f"({CANVAS_JS})()[1] > {lit_before + TYPED_PIXELS}", timeout=45_000)
             # The shell really evaluated what was typed: the same command, to the serial port.
             serial_start = len(tiny_vm.serial_output().encode())
             type_like_a_person(page, "echo vireo-$((6*7)) >/dev/ttyS0")
@@ -166,12 +166,12 @@ def test_serial_console_page_types_into_the_guest_shell(local_vm, operator, cons
             page = context.new_page()
             page.goto(f"{console_site}/vms/{local_vm.pk}/console/serial/")
             try:
-                page.wait_for_selector("#serial-terminal[data-state=connected]", timeout=20_000)
-                page.wait_for_selector("#serial-presence li:has-text('in control')", timeout=20_000)
+                page.wait_for_selector("#serial-terminal[data-state=connected]", timeout=45_000)
+                page.wait_for_selector("#serial-presence li:has-text('in control')", timeout=45_000)
                 page.click("#serial-terminal")
                 page.keyboard.type("echo vireo-$((6*7))")
                 page.keyboard.press("Enter")
-                page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('vireo-42')", timeout=20_000)
+                page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('vireo-42')", timeout=45_000)
             finally:
                 page.screenshot(path=str(tmp_path / "serial.png"))
             # The terminal fits the window and says its size; the guest can be told it.
@@ -181,7 +181,7 @@ def test_serial_console_page_types_into_the_guest_shell(local_vm, operator, cons
             page.click("#serial-stty")
             page.keyboard.type("stty size")
             page.keyboard.press("Enter")
-            page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('{rows} {cols}')", timeout=20_000)
+            page.wait_for_function(f"({TERMINAL_TEXT_JS})().includes('{rows} {cols}')", timeout=45_000)
         finally:
             browser.close()
 
@@ -210,34 +210,34 @@ def test_two_people_on_one_console_see_each_other_and_pass_control(
         try:
             first = context_for(browser, operator).new_page()
             first.goto(url)
-            first.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
+            first.wait_for_selector("#console-screen[data-control=true]", timeout=45_000)
             second = context_for(browser, owner).new_page()
             second.goto(url)
             third = context_for(browser, viewer).new_page()
             third.goto(url)
             try:
-                second.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
-                second.wait_for_selector("#console-mode:has-text('watching')", timeout=20_000)
-                third.wait_for_selector("#console-screen[data-state=connected]", timeout=20_000)
-                third.wait_for_selector("#console-mode:has-text('view only')", timeout=20_000)
+                second.wait_for_selector("#console-screen[data-state=connected]", timeout=45_000)
+                second.wait_for_selector("#console-mode:has-text('watching')", timeout=45_000)
+                third.wait_for_selector("#console-screen[data-state=connected]", timeout=45_000)
+                third.wait_for_selector("#console-mode:has-text('view only')", timeout=45_000)
                 assert third.locator("#console-takeover").is_hidden()
                 for page in (first, second, third):
                     page.wait_for_function(
-                        "document.querySelector('#console-presence').dataset.count === '3'", timeout=20_000
+                        "document.querySelector('#console-presence').dataset.count === '3'", timeout=45_000
                     )
                 # The owner takes control: everyone sees it.
                 second.click("#console-takeover")
-                second.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
-                first.wait_for_selector("#console-screen[data-control=false]", timeout=20_000)
+                second.wait_for_selector("#console-screen[data-control=true]", timeout=45_000)
+                first.wait_for_selector("#console-screen[data-control=false]", timeout=45_000)
                 for page in (first, third):
                     page.wait_for_selector(
                         "#console-event:has-text('owner took control of the graphical console')",
-                        timeout=20_000,
+                        timeout=45_000,
                     )
                 # ... and hands it back from the presence list.
                 second.click("#console-presence li:has-text('operator') button.handover")
-                first.wait_for_selector("#console-screen[data-control=true]", timeout=20_000)
-                third.wait_for_selector("#console-event:has-text('handed control')", timeout=20_000)
+                first.wait_for_selector("#console-screen[data-control=true]", timeout=45_000)
+                third.wait_for_selector("#console-event:has-text('handed control')", timeout=45_000)
             finally:
                 first.screenshot(path=str(tmp_path / "first.png"))
                 third.screenshot(path=str(tmp_path / "third.png"))
