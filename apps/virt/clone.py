@@ -195,6 +195,8 @@ def clone_domain(
         if journal:
             journal(made)
         stage = f"Copying disk {disk.target}"
+        if progress:
+            progress(copied_before, plan.total_bytes, stage)  # the stage shows before the copy starts
 
         def on_copy(done: int, _total: int, base=copied_before, stage=stage) -> None:
             if progress:

@@ -98,7 +98,8 @@ def run_clone(job: Job, report) -> dict:
     )
 
     def progress(copied: int, total: int, stage: str) -> None:
-        report.check_cancelled()
+        # At each new step (a disk's copy, the definition) the cancel flag is read at once.
+        report.check_cancelled(now=stage != report.job.stage)
         report.progress(2 + 93 * copied // max(total, 1), stage)
 
     made: dict[str, Any] = {}

@@ -152,7 +152,7 @@ def test_cancel_a_clone_from_its_job_page(
     from tests.fixtures.libvirt_env import remove_domain
     from tests.fixtures.storage import define_big_disk_vm
 
-    dom = off_loop(define_big_disk_vm, storage_pool.pool.connect(), storage_pool, f"{run_prefix}big", 300)
+    dom = off_loop(define_big_disk_vm, storage_pool.pool.connect(), storage_pool, f"{run_prefix}big", 600)
     target = storage_pool_factory()
     try:
         reconciled(local_host)
@@ -178,4 +178,9 @@ def test_cancel_a_clone_from_its_job_page(
             lambda: [d.name() for d in dom.connect().listAllDomains(0)]
         )
     finally:
+        off_loop(
+            lambda: [
+                remove_domain(d) for d in dom.connect().listAllDomains(0) if d.name() == f"{run_prefix}big-c"
+            ]
+        )
         off_loop(remove_domain, dom)

@@ -75,7 +75,7 @@ def test_worker_killed_mid_clone_leaves_nothing(
 
     host = Host.objects.create(team=team, name="local", uri="qemu:///system")
     target = storage_pool_factory()
-    dom = define_big_disk_vm(libvirt_system, storage_pool, f"{run_prefix}big")
+    dom = define_big_disk_vm(libvirt_system, storage_pool, f"{run_prefix}big", 600)
     try:
         reconcile_host(host)
         vm = VirtualMachine.objects.get(host=host, uuid=dom.UUIDString())
@@ -101,4 +101,7 @@ def test_worker_killed_mid_clone_leaves_nothing(
         with pytest.raises(libvirt.libvirtError):
             libvirt_system.lookupByName(f"{run_prefix}big-c")
     finally:
+        for leftover in libvirt_system.listAllDomains(0):
+            if leftover.name() == f"{run_prefix}big-c":
+                remove_domain(leftover)
         remove_domain(dom)
