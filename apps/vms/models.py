@@ -39,7 +39,9 @@ class VirtualMachine(models.Model):
     graphics = models.JSONField(default=list, blank=True)
     addresses = models.JSONField(default=list, blank=True, help_text="Guest addresses known from the NICs.")
     address_source = models.CharField(
-        max_length=8, blank=True, help_text='Where the addresses came from: "agent" (guest agent) or "lease" (DHCP).'
+        max_length=8,
+        blank=True,
+        help_text='Where the addresses came from: "agent" (guest agent) or "lease" (DHCP).',
     )
     cpu_time_ns = models.BigIntegerField(null=True, blank=True)
     snapshot_refusals = models.JSONField(
