@@ -409,8 +409,29 @@ class ConsolePresenceConsumer(ConsoleSocket):
     kind = "vnc"
 
     async def connect(self) -> None:
-        if await self.start():
-            await self.send_presence()
+        self.guard: asyncio.Task | None = None
+        if not await self.start():
+            return
+        session = self.scope.get("session")
+        self.rights = sessions.RightsCheck(
+            self.scope["user"].pk, self.vm.pk, Action.VIEW, getattr(session, "session_key", None)
+        )
+        await database_sync_to_async(self.rights.check)()  # remembers the user's current revision
+        self.guard = asyncio.ensure_future(self.watch_rights())
+        await self.send_presence()
+
+    async def watch_rights(self) -> None:
+        """Close this socket within seconds of a logout or of losing sight of the VM."""
+        while True:
+            await asyncio.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
+            try:
+                reason = await database_sync_to_async(self.rights.check)()
+            except Exception:  # Redis or the database away for a moment: check again next time
+                logger.warning("console presence of VM %s: rights check failed", self.vm.pk, exc_info=True)
+                continue
+            if reason:
+                await self.refuse(f"Closed: {reason}.", CLOSE_FORBIDDEN)
+                return
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -436,4 +457,6 @@ class ConsolePresenceConsumer(ConsoleSocket):
         return sessions.change_control(self.scope["user"], self.vm.pk, kind, session_id, target_id)
 
     async def disconnect(self, code: int) -> None:
+        if self.guard is not None and self.guard is not asyncio.current_task():
+            self.guard.cancel()
         await self.leave()

@@ -443,3 +443,25 @@ def change_control(user, vm_id: int, request: str, session_id: str, target_id: s
         return "Only the console in control can hand it over, to an operator's open console."
     announce(vm_id, f"{session.username} handed control of the graphical console to {target['username']}")
     return None
+
+
+@dataclass
+class RightsCheck:
+    """Re-checks a user's rights on a VM for a socket that holds no console (the presence socket): at
+    once when the user's revision counter moved, and every VIREO_CONSOLE_RECHECK_SECONDS anyway."""
+
+    user_id: int
+    vm_id: int
+    action: str
+    session_key: str | None
+    revision: int = -1
+    checked_at: float = 0.0
+
+    def check(self) -> str | None:
+        """Why the user may no longer follow the VM's consoles, or None."""
+        revision = _revision(redis_client(), self.user_id)
+        due = time.monotonic() - self.checked_at >= settings.VIREO_CONSOLE_RECHECK_SECONDS
+        if revision == self.revision and not due:
+            return None
+        self.revision, self.checked_at = revision, time.monotonic()
+        return rights_refusal(self.user_id, self.vm_id, self.action, self.session_key)

@@ -111,3 +111,17 @@ async def test_watchers_see_control_change_hands_live(test_host, owner, operator
     finally:
         await viewer_page.disconnect()
         await operator_page.disconnect()
+
+
+async def test_losing_sight_of_the_vm_closes_the_presence_socket(test_host, viewer, settings):
+    from apps.accounts.models import Membership
+
+    settings.VIREO_CONSOLE_CHECK_SECONDS = 0.3
+    vm = await VirtualMachine.objects.aget(host=test_host, name="test")
+    page = await open_presence(viewer, vm.pk)
+    await next_json(page, "presence")
+    await Membership.objects.filter(user=viewer).adelete()
+    status = await next_json(page, "status")
+    assert status["state"] == "error" and "may no longer" in status["message"]
+    closing = await page.receive_output(timeout=5)
+    assert (closing["type"], closing["code"]) == ("websocket.close", 4403)
