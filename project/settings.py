@@ -179,12 +179,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 VIREO_RECONCILE_INTERVAL = env.int("VIREO_RECONCILE_INTERVAL", default=60)
 # Days the dashboard's feed of inventory changes is kept (the audit trail is kept for ever).
 VIREO_CHANGE_RETENTION_DAYS = env.int("VIREO_CHANGE_RETENTION_DAYS", default=30)
+VIREO_JOB_RETENTION_DAYS = env.int("VIREO_JOB_RETENTION_DAYS", default=30)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-all-hosts": {
         "task": "apps.hosts.tasks.reconcile_all_hosts",
         "schedule": float(VIREO_RECONCILE_INTERVAL),
     },
     "prune-inventory-changes": {"task": "apps.core.tasks.prune_inventory_changes", "schedule": 3600.0},
+    "prune-finished-jobs": {"task": "apps.core.tasks.prune_finished_jobs", "schedule": 3600.0},
     # Jobs whose worker died (killed, crashed, machine lost) end failed, and their leftovers are removed.
     "fail-orphaned-jobs": {"task": "apps.core.tasks.fail_orphaned_jobs", "schedule": 60.0},
     # Snapshots taken or removed outside Vireo (virsh, another manager) reach the mirror.

@@ -7,7 +7,8 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from .models import InventoryChange
+from .choices import JOB_ACTIVE_STATES
+from .models import InventoryChange, Job
 
 
 @shared_task(ignore_result=True)
@@ -15,6 +16,15 @@ def prune_inventory_changes() -> int:
     """Delete feed entries older than VIREO_CHANGE_RETENTION_DAYS; returns how many went."""
     cutoff = timezone.now() - timedelta(days=settings.VIREO_CHANGE_RETENTION_DAYS)
     deleted, _ = InventoryChange.objects.filter(time__lt=cutoff).delete()
+    return deleted
+
+
+@shared_task(ignore_result=True)
+def prune_finished_jobs() -> int:
+    """Delete jobs that ended more than VIREO_JOB_RETENTION_DAYS ago (their audit entries stay)."""
+    cutoff = timezone.now() - timedelta(days=settings.VIREO_JOB_RETENTION_DAYS)
+    finished = Job.objects.exclude(state__in=JOB_ACTIVE_STATES).filter(finished__lt=cutoff)
+    deleted, _ = finished.delete()
     return deleted
 
 

@@ -1,4 +1,4 @@
-"""The feed is pruned after its retention; the sidebar lists only visible hosts; names are escaped."""
+"""The feed and old jobs are pruned after their retention; the sidebar lists only visible hosts; names are escaped."""
 
 from datetime import timedelta
 
@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from apps.core.models import InventoryChange
-from apps.core.tasks import prune_inventory_changes
+from apps.core.tasks import prune_finished_jobs, prune_inventory_changes
 from apps.hosts.services import connection_for, reconcile_host
 from apps.vms.models import VirtualMachine
 
@@ -24,6 +24,27 @@ def test_prune_keeps_recent_changes(test_host, settings):
     InventoryChange.objects.filter(pk=old.pk).update(time=timezone.now() - timedelta(days=8))
     assert prune_inventory_changes() == 1
     assert InventoryChange.objects.count() == recent
+
+
+def test_prune_removes_only_jobs_that_ended_before_the_retention(test_host, owner, settings):
+    from apps.core.choices import JobState
+    from apps.core.models import Job
+
+    settings.VIREO_JOB_RETENTION_DAYS = 7
+    long_ago = timezone.now() - timedelta(days=8)
+
+    def job(state, finished):
+        return Job.objects.create(
+            team=test_host.team, user=owner, kind="test", title=state, state=state, finished=finished
+        )
+
+    old_done = job(JobState.SUCCEEDED, long_ago)
+    old_failed = job(JobState.FAILED, long_ago)
+    recent = job(JobState.CANCELLED, timezone.now())
+    running = job(JobState.RUNNING, None)
+    assert prune_finished_jobs() == 2
+    assert set(Job.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
+    assert not Job.objects.filter(pk__in=[old_done.pk, old_failed.pk]).exists()
 
 
 def test_sidebar_lists_visible_hosts(client_for, owner, outsider, test_host):
