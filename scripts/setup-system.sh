@@ -8,8 +8,9 @@ packages=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvi
           iproute2 ca-certificates openssl)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 if [[ "${1:-}" == "test" ]]; then
-  # The tiny test guest (a Debian kernel and a busybox initramfs), the browser, PostgreSQL's client.
-  packages+=(linux-image-cloud-amd64 busybox-static chromium postgresql-client)
+  # The tiny test guest (a Debian kernel and a busybox initramfs), the browser, PostgreSQL's client,
+  # and an sshd that tests start privately on loopback (qemu+ssh hosts, console tunnels).
+  packages+=(linux-image-cloud-amd64 busybox-static chromium postgresql-client openssh-server)
 fi
 
 missing=()
