@@ -308,6 +308,10 @@ def get_domain(conn: libvirt.virConnect, uuid: str, *, with_addresses: bool = Fa
         return _describe(dom, stats.get(dom.UUIDString()), with_addresses)
 
 
+# From this many VMs on, get_domains reads persistence, autostart and managed saves host-wide.
+BULK_READ_THRESHOLD = 8
+
+
 def get_domains(conn: libvirt.virConnect, uuids: list[str]) -> tuple[list[DomainInfo], list[str]]:
     """Several VMs at once (a burst of events): one stats call for all of them.
 
@@ -321,10 +325,18 @@ def get_domains(conn: libvirt.virConnect, uuids: list[str]) -> tuple[list[Domain
         except NotFound:
             missing.append(uuid)
     stats = _bulk_stats(conn, found) if found else {}
+    # For a burst, a few host-wide listings answer what would otherwise be several calls per VM.
+    bulk: dict[str, Any] = {}
+    if len(found) >= BULK_READ_THRESHOLD:
+        bulk = {
+            "persistent_set": _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT),
+            "autostart_set": _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART),
+            "managed_save_set": _uuid_set(conn, libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE),
+        }
     infos = []
     for dom in found:
         try:
-            infos.append(_describe(dom, stats.get(dom.UUIDString()), True))
+            infos.append(_describe(dom, stats.get(dom.UUIDString()), True, **bulk))
         except libvirt.libvirtError as exc:
             if not _vanished(exc):
                 raise translate(exc, f"VM {dom.name()}") from exc

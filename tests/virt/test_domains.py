@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import libvirt
@@ -305,3 +306,31 @@ def test_get_domains_reads_many_and_reports_missing(node_conn: libvirt.virConnec
     infos, missing = get_domains(node_conn, [_uuid(1), absent, _uuid(2)])
     assert sorted(vm.name for vm in infos) == ["vm01", "vm02"]
     assert missing == [absent]
+
+
+def test_get_domains_reads_a_burst_host_wide_with_the_same_result(
+    node_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.virt import domains
+
+    uuids = [_uuid(i) for i in range(12)]
+    node_conn.lookupByUUIDString(uuids[3]).setAutostart(1)
+    node_conn.lookupByUUIDString(uuids[5]).undefine()  # running, so it stays as a transient VM
+    monkeypatch.setattr(domains, "BULK_READ_THRESHOLD", 10_000)
+    one_by_one, _ = get_domains(node_conn, uuids)
+    monkeypatch.setattr(domains, "BULK_READ_THRESHOLD", 1)
+    listed = []
+    real_list = node_conn.listAllDomains
+    monkeypatch.setattr(node_conn, "listAllDomains", lambda flags=0: listed.append(flags) or real_list(flags))
+    host_wide, _ = get_domains(node_conn, uuids)
+    assert listed, "a burst reads the host-wide listings"
+    differences = [
+        (a["name"], key, a[key], b[key])
+        for a, b in zip(map(dataclasses.asdict, host_wide), map(dataclasses.asdict, one_by_one), strict=True)
+        for key in a
+        if a[key] != b[key]
+    ]
+    assert differences == []
+    by_uuid = {i.uuid: i for i in host_wide}
+    assert by_uuid[uuids[3]].autostart and not by_uuid[uuids[4]].autostart
+    assert not by_uuid[uuids[5]].persistent and by_uuid[uuids[4]].persistent
