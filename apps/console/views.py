@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.choices import Action
@@ -30,6 +31,7 @@ def websockify_url(request: HttpRequest) -> str:
     return f"{scheme}://{hostname}:{settings.VIREO_CONSOLE_PORT}/"
 
 
+@xframe_options_sameorigin  # the VM page embeds it in its Console tab, whatever X_FRAME_OPTIONS says
 @login_required
 @require_GET
 def console_page(request: HttpRequest, pk: int) -> HttpResponse:

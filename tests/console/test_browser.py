@@ -243,3 +243,37 @@ def test_two_people_on_one_console_see_each_other_and_pass_control(
                 third.screenshot(path=str(tmp_path / "third.png"))
         finally:
             browser.close()
+
+
+def test_vm_page_console_tab_shows_the_guest_screen(
+    local_vm, tiny_vm, operator, console_site, websockify_server
+):
+    """The VM page's Console tab frames the console page, which connects once the tab is shown."""
+    from playwright.sync_api import sync_playwright
+
+    client = Client()
+    client.force_login(operator)
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            context.add_cookies(
+                [{"name": django_settings.SESSION_COOKIE_NAME, "value": session_key, "url": console_site}]
+            )
+            page = context.new_page()
+            page.goto(f"{console_site}/vms/{local_vm.pk}/")
+            assert page.locator("#console iframe").get_attribute("src") is None  # nothing opened yet
+            page.click("#console-tab")
+            frame = page.frame_locator("#console iframe")
+            try:
+                frame.locator("#console-screen[data-state=connected]").wait_for(timeout=45_000)
+                page.wait_for_function(
+                    f"() => ({CANVAS_JS.replace('document', 'document.querySelector(`#console iframe`).contentDocument', 1)})()?.[0] > 1",
+                    timeout=45_000,
+                )
+            except Exception:
+                print(websockify_server.output())
+                raise
+        finally:
+            browser.close()

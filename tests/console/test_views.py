@@ -133,3 +133,14 @@ def test_page_warns_about_a_display_open_to_the_network(client_for, owner, team)
     safe = make_vm(team)
     body = client_for(owner).get(reverse("console:page", args=[safe.pk])).content.decode()
     assert "console-exposed" not in body
+
+
+def test_vm_page_embeds_the_console_in_a_tab_for_those_who_may_use_it(client_for, operator, viewer, vm):
+    page = reverse("console:page", args=[vm.pk])
+    body = client_for(operator).get(reverse("vms:detail", args=[vm.pk])).content.decode()
+    assert 'id="console-tab"' in body and f'data-embed-src="{page}"' in body and "vireo/embed.js" in body
+    assert (
+        'id="console-tab"' not in client_for(viewer).get(reverse("vms:detail", args=[vm.pk])).content.decode()
+    )
+    # Vireo's own pages may frame the console; other sites may not.
+    assert client_for(operator).get(page)["X-Frame-Options"] == "SAMEORIGIN"
