@@ -25,7 +25,7 @@ from apps.virt import volumes as virt_volumes
 
 from .choices import VmAction
 from .models import VirtualMachine
-from .services import domain_fields
+from .services import domain_fields, template_refusal
 
 logger = logging.getLogger(__name__)
 BULK_PARALLEL = 32  # at most this many libvirt calls at once in one bulk action
@@ -176,6 +176,8 @@ def run_bulk_action(user_pk: int | None, vm_pks: list[int], action: str, report)
         """In a thread: only libvirt calls (the action, then the VM's new state); no database."""
         if vm.gone:
             raise virt.InvalidState("This VM no longer exists on its host.")
+        if refusal := template_refusal(vm, action):
+            raise virt.InvalidState(refusal)
         # Its own connection: calls on one shared connection were measured to run one after another
         # (5 starts: 12.6 s on one connection, 2.7 s on five).
         conn = virt.open_connection(vm.host.uri, vm.host.credentials())

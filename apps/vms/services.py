@@ -72,10 +72,23 @@ def refresh_vm(vm: VirtualMachine, conn=None) -> VirtualMachine:
     return vm
 
 
+# Actions that would boot a template (a template's disks are the source of new VMs and stay untouched).
+BOOTING_ACTIONS = frozenset({VmAction.START, VmAction.RESTORE})
+
+
+def template_refusal(vm: VirtualMachine, action: str) -> str | None:
+    """Why a template may not take `action` (it is never booted), or None."""
+    if vm.is_template and action in BOOTING_ACTIONS:
+        return f"{vm.name} is a template: create VMs from it, or clear its template flag to start it."
+    return None
+
+
 def action_refusal(vm: VirtualMachine, action: str) -> str | None:
     """Why `action` does not apply to `vm` now (None when it does), from the mirrored state."""
     if vm.gone:
         return "This VM no longer exists on its host."
+    if refusal := template_refusal(vm, action):
+        return refusal
     if vm.host.state != "online":
         return f"Host {vm.host.name} is {vm.host.get_state_display().lower()}."
     refusal = virt.action_refusal(action, vm.state)
@@ -112,6 +125,9 @@ def bulk_vm_action(user, vms: list[VirtualMachine], action: str, *, request=None
     label = VmAction(action).label
     pending = []
     for vm in vms:
+        if refusal := template_refusal(vm, action):
+            pending.append((vm, None, None, virt.InvalidState(refusal)))
+            continue
         try:
             conn = connection_for(vm.host)
         except virt.VirtError as exc:

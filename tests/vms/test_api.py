@@ -55,6 +55,21 @@ def test_actions(operator, viewer, vm):
     assert api(operator).post(f"/api/v1/vms/{vm.pk}/resume/").json()["vm"]["state"] == "running"
 
 
+def test_a_template_is_not_started(operator, vm, test_host):
+    from apps.hosts.services import connection_for
+    from apps.vms.services import action_refusal
+
+    connection_for(test_host).lookupByName("test").destroy()
+    VirtualMachine.objects.filter(pk=vm.pk).update(state="shutoff", is_template=True)
+    vm.refresh_from_db()
+    assert "template" in action_refusal(vm, "start")
+    response = api(operator).post(f"/api/v1/vms/{vm.pk}/start/")
+    assert response.status_code == 409 and "is a template" in response.json()["detail"]
+    assert connection_for(test_host).lookupByName("test").isActive() == 0  # libvirt was not asked
+    VirtualMachine.objects.filter(pk=vm.pk).update(is_template=False)
+    assert api(operator).post(f"/api/v1/vms/{vm.pk}/start/").json()["vm"]["state"] == "running"
+
+
 def test_filters(owner, vm):
     client = api(owner)
     assert client.get("/api/v1/vms/?state=running").json()["count"] == 1
