@@ -10,6 +10,9 @@ from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -160,7 +163,16 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # redis-py >= 8 times reads out after 5 s by default, which would kill the layer's blocking
             # receive (5 s) and with it every idle consumer: read longer than that.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            # After a Redis restart the pool still holds connections to the old server: a command on one
+            # fails with ConnectionError once; retrying it (on a new connection) hides the restart.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 15,
+                    "retry_on_error": [RedisConnectionError],
+                    "retry": RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                }
+            ],
             "prefix": env.str("VIREO_CHANNEL_PREFIX", default="vireo"),
             "capacity": 1000,
         },
