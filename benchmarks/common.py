@@ -169,11 +169,13 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
-def start_process(bench: BenchEnv, args: list[str], log_name: str) -> subprocess.Popen:
+def start_process(
+    bench: BenchEnv, args: list[str], log_name: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start a subprocess with the benchmark's environment, output to a log file in the temp folder."""
     log = open(bench.tmp / f"{log_name}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        args, cwd=REPO, env=bench.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        args, cwd=REPO, env={**bench.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
     def stop() -> None:

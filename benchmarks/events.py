@@ -96,9 +96,12 @@ def subscriber_worker(index, port, cookie, count, prefix, ready, progress, stop,
             msg = json.loads(raw)
             event = msg.get("event") or {}
             # A sync's changes arrive as one "batch" message carrying each object's event.
+            published = event.get("time")
             for sub in event.get("events", []) if event.get("type") == "batch" else [event]:
                 data = sub.get("data") or {}
-                rows.append((arrived, msg.get("group"), msg.get("seq"), sub.get("type"), data.get("name")))
+                rows.append(
+                    (arrived, msg.get("group"), msg.get("seq"), sub.get("type"), data.get("name"), published)
+                )
         parsed.append({"baseline": baselines[i], "rows": rows})
     results.put((index, parsed, errors))
 
@@ -128,6 +131,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="client processes sharing the subscribers")
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--db-name", default="vireo_bench")
+    parser.add_argument("--hostd-debug", action="store_true", help="hostd logs each batch's timings")
     parser.add_argument("--settle", type=float, default=30.0, help="seconds to wait for a phase's events")
     args = parser.parse_args()
 
@@ -167,7 +171,12 @@ def main() -> int:
         group = f"team-{team.pk}"
 
         daphne, port = common.start_daphne(bench)
-        hostd = common.start_process(bench, [str(common.PYTHON), "manage.py", "hostd"], "hostd")
+        hostd = common.start_process(
+            bench,
+            [str(common.PYTHON), "manage.py", "hostd"],
+            "hostd",
+            {"LOG_LEVEL": "DEBUG"} if args.hostd_debug else None,
+        )
         started = time.monotonic()
         online = wait_until(
             lambda: Host.objects.filter(pk=host.pk, state="online").exists() or hostd.poll() is not None,
@@ -266,6 +275,7 @@ def main() -> int:
 
         # ------------------------------------------------------------------ analysis
         latencies = {"vm.created": [], "vm.gone": []}
+        to_publish, to_arrival = [], []  # the two halves: libvirt call -> published, published -> arrived
         expected = args.subscribers * args.domains * 2
         received = 0
         duplicates = 0
@@ -277,7 +287,7 @@ def main() -> int:
             seen = set()
             base = sub["baseline"].get(group, 0)
             seqs = set()
-            for arrived, grp, seq, etype, name in sub["rows"]:
+            for arrived, grp, seq, etype, name, published in sub["rows"]:
                 if grp == group and seq is not None:
                     seqs.add(seq)
                 if etype in latencies and name and (etype, name) in t0:
@@ -287,6 +297,9 @@ def main() -> int:
                     seen.add((etype, name))
                     received += 1
                     latencies[etype].append(arrived - t0[(etype, name)])
+                    if published is not None:
+                        to_publish.append(published - t0[(etype, name)])
+                        to_arrival.append(arrived - published)
                 elif etype:
                     other_types[etype] = other_types.get(etype, 0) + 1
             if seqs:
@@ -318,6 +331,8 @@ def main() -> int:
             )
         for etype, values in latencies.items():
             print(f"  latency {etype:10s}: {common.summary_ms(values)}")
+        print(f"  libvirt call -> published by hostd: {common.summary_ms(to_publish)}")
+        print(f"  published -> arrived at subscriber: {common.summary_ms(to_arrival)}")
         print(
             f"  latency ALL       : {common.summary_ms(all_lat)} -> p99 target <= {TARGET_P99_MS:.0f} ms "
             f"{common.verdict(p99 <= TARGET_P99_MS)}"

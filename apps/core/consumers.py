@@ -109,6 +109,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if payload is not None:
             await self.send_json({"type": "snapshot", "kind": kind, "pk": pk, "data": payload})
 
+    async def dispatch(self, message):
+        # Channels runs close_old_connections() in the sync thread before every handler: one thread hop
+        # per subscriber per event, all queued on the one sync thread, which was most of a burst's fan-out
+        # time. live_event touches no database, so it skips that; every other message keeps it.
+        if message.get("type") == "live.event":
+            await self.live_event(message)
+        else:
+            await super().dispatch(message)
+
     async def live_event(self, message):
         # The event arrives serialized (once, by the publisher); only the envelope is built here.
         self.last_seq[message["group"]] = int(message["seq"])

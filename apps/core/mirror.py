@@ -2,8 +2,8 @@
 
 One generic upsert serves every mirrored model: rows are keyed by (host, uuid); new ones are created,
 changed ones updated, missing ones marked gone (never deleted). Changes are saved first, then published:
-one event per object for small changes, one "inventory" event per host for large ones (the browser
-refetches), so that a reconcile of thousands of objects does not flood every open page.
+one event per object, except for a large reconcile, which sends one "inventory" event per host (the
+browser refetches), so that a reconcile of thousands of objects does not flood every open page.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from django.utils import timezone
 from .live import object_event, publish
 from .models import InventoryChange
 
-# Above this many changed objects, one host-wide event replaces the per-object ones.
+# Above this many changed objects, a reconcile sends one host-wide event instead of per-object ones, and
+# the feed records one entry; incremental syncs send their per-object events in messages of this many.
 PER_OBJECT_EVENT_LIMIT = 50
 
 
@@ -92,11 +93,13 @@ def sync_host_objects(
         if complete or gone:
             for key, obj in existing.items():
                 if key not in rows and not obj.gone and (complete or key in gone):
-                    obj.gone = True
+                    obj.gone, obj.updated = True, now
+                    gone_values = {"gone": True, "updated": now}
                     if hasattr(obj, "gone_since"):
-                        obj.gone_since = now
-                    to_update.append(obj)
+                        obj.gone_since = gone_values["gone_since"] = now
                     result.gone.append(obj)
+            if result.gone:  # the same values for every row: one UPDATE, not a CASE per row
+                model.objects.filter(pk__in=[obj.pk for obj in result.gone]).update(**gone_values)
         if to_create:
             result.created = model.objects.bulk_create(to_create, batch_size=500)
         if to_update:
@@ -110,7 +113,7 @@ def sync_host_objects(
             model.objects.bulk_update(to_update, update_fields, batch_size=500)
         if feed and result.count:
             _record_feed(host, kind, result)
-        _publish(host, kind, result)
+        _publish(host, kind, result, complete=complete)
     return result
 
 
@@ -170,15 +173,20 @@ def _record_feed(host, kind: str, result: SyncResult) -> None:
     InventoryChange.objects.bulk_create(entries)
 
 
-def _publish(host, kind: str, result: SyncResult) -> None:
-    """One message per sync to the host's groups with every changed object (pages refetch their feed)."""
+def _publish(host, kind: str, result: SyncResult, *, complete: bool) -> None:
+    """Tell the host's groups what a sync changed: every changed object, or for a large reconcile one
+    host-wide "inventory.changed" (pages refetch)."""
     if not result.count:
         return
     groups = ["all", f"team-{host.team_id}", f"host-{host.pk}"]
-    if result.count > PER_OBJECT_EVENT_LIMIT:
-        events = [{"type": "inventory.changed", "kind": kind, "host": host.pk, "count": result.count}]
-    else:
-        events = [object_event(obj, f"{kind}.created") for obj in result.created]
-        events += [object_event(obj, f"{kind}.updated") for obj, _ in result.changed]
-        events += [object_event(obj, f"{kind}.gone") for obj in result.gone]
-    publish(groups, {"type": "batch", "events": events})
+    if complete and result.count > PER_OBJECT_EVENT_LIMIT:
+        event = {"type": "inventory.changed", "kind": kind, "host": host.pk, "count": result.count}
+        publish(groups, {"type": "batch", "events": [event]})
+        return
+    events = [object_event(obj, f"{kind}.created") for obj in result.created]
+    events += [object_event(obj, f"{kind}.updated") for obj, _ in result.changed]
+    events += [object_event(obj, f"{kind}.gone") for obj in result.gone]
+    # A burst of events (hostd, bulk jobs) keeps per-object events, in messages of a bounded size, so
+    # that open pages update their rows instead of all refetching at once.
+    for start in range(0, len(events), PER_OBJECT_EVENT_LIMIT):
+        publish(groups, {"type": "batch", "events": events[start : start + PER_OBJECT_EVENT_LIMIT]})

@@ -322,8 +322,10 @@ def test_get_domains_reads_a_burst_host_wide_with_the_same_result(
     listed = []
     real_list = node_conn.listAllDomains
     monkeypatch.setattr(node_conn, "listAllDomains", lambda flags=0: listed.append(flags) or real_list(flags))
-    host_wide, _ = get_domains(node_conn, uuids)
+    absent = "12345678-1234-1234-1234-123456789abc"
+    host_wide, missing = get_domains(node_conn, [*uuids, absent])
     assert listed, "a burst reads the host-wide listings"
+    assert missing == [absent]
     differences = [
         (a["name"], key, a[key], b[key])
         for a, b in zip(map(dataclasses.asdict, host_wide), map(dataclasses.asdict, one_by_one), strict=True)
