@@ -175,7 +175,12 @@ def start_process(
     """Start a subprocess with the benchmark's environment, output to a log file in the temp folder."""
     log = open(bench.tmp / f"{log_name}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        args, cwd=REPO, env={**bench.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        args,
+        cwd=REPO,
+        env={**bench.env, **(extra_env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
     def stop() -> None:

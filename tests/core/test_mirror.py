@@ -21,7 +21,10 @@ def published(monkeypatch) -> list[tuple[list[str], dict]]:
 
 def _rows(count: int, state: str = "running") -> dict[str, dict]:
     return {
-        str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"vm{i}.mirror.test")): {"name": f"vm{i:03d}", "state": state}
+        str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"vm{i}.mirror.test")): {
+            "name": f"vm{i:03d}",
+            "state": state,
+        }
         for i in range(count)
     }
 
