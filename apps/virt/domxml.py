@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from .xmlutil import attr_of, memory_kib, parse_xml, text_of, to_int
+from .xmlutil import attr_of, memory_element_kib, parse_xml, to_int
 
 
 @dataclass
@@ -70,8 +70,23 @@ class DomainXml:
     guest_agent: bool = False
 
 
-def _disk_source(disk: etree._Element) -> str | None:
-    src = disk.find("source")
+def _children(element: etree._Element) -> dict[str, etree._Element]:
+    """The first child element of each tag (one pass; comments and processing instructions skipped)."""
+    first: dict[str, etree._Element] = {}
+    for child in element:
+        tag = child.tag
+        if isinstance(tag, str) and tag not in first:
+            first[tag] = child
+    return first
+
+
+def _text(element: etree._Element | None) -> str | None:
+    if element is None or element.text is None:
+        return None
+    return element.text.strip()
+
+
+def _disk_source(src: etree._Element | None) -> str | None:
     if src is None:
         return None
     if src.get("pool") and src.get("volume"):
@@ -82,28 +97,33 @@ def _disk_source(disk: etree._Element) -> str | None:
 
 
 def _parse_disk(disk: etree._Element) -> DiskInfo:
+    parts = _children(disk)
+    target = parts.get("target")
+    driver = parts.get("driver")
     return DiskInfo(
-        target=attr_of(disk, "target", "dev", "") or "",
+        target=(target.get("dev") if target is not None else None) or "",
         device=disk.get("device", "disk"),
-        bus=attr_of(disk, "target", "bus"),
-        source=_disk_source(disk),
-        format=attr_of(disk, "driver", "type"),
-        readonly=disk.find("readonly") is not None,
+        bus=target.get("bus") if target is not None else None,
+        source=_disk_source(parts.get("source")),
+        format=driver.get("type") if driver is not None else None,
+        readonly="readonly" in parts,
     )
 
 
 def _parse_nic(nic: etree._Element) -> NicInfo:
-    src = nic.find("source")
+    parts = _children(nic)
+    src = parts.get("source")
     source = None
     if src is not None:
         source = src.get("network") or src.get("bridge") or src.get("dev") or src.get("path")
+    mac, model, target, link = (parts.get(tag) for tag in ("mac", "model", "target", "link"))
     return NicInfo(
-        mac=attr_of(nic, "mac", "address"),
+        mac=mac.get("address") if mac is not None else None,
         type=nic.get("type", ""),
         source=source,
-        model=attr_of(nic, "model", "type"),
-        target=attr_of(nic, "target", "dev"),
-        link=attr_of(nic, "link", "state", "up") or "up",
+        model=model.get("type") if model is not None else None,
+        target=target.get("dev") if target is not None else None,
+        link=(link.get("state", "up") if link is not None else "up") or "up",
     )
 
 
@@ -118,32 +138,56 @@ def _parse_graphics(gfx: etree._Element) -> GraphicsInfo:
     )
 
 
+def _guest_agent(channel: etree._Element) -> bool:
+    """A QEMU guest agent channel not known to be disconnected (QEMU says "connected" or
+    "disconnected" in the live XML; drivers that do not say are asked)."""
+    for target in channel.iterchildren("target"):
+        if target.get("name") == "org.qemu.guest_agent.0" and target.get("state") != "disconnected":
+            return True
+    return False
+
+
 def parse_domain_xml(xml: str) -> DomainXml:
-    """Parse a domain's XML (as from XMLDesc) into a DomainXml; InvalidInput if it is malformed."""
+    """Parse a domain's XML (as from XMLDesc) into a DomainXml; InvalidInput if it is malformed.
+
+    One pass over the elements (this runs for every VM of every reconcile): no path searches.
+    """
     root = parse_xml(xml)
+    top = _children(root)
     dom_id = to_int(root.get("id"))
-    max_vcpus = to_int(text_of(root, "vcpu"), 1) or 1
-    max_mem = memory_kib(root, "memory") or 0
+    vcpu = top.get("vcpu")
+    max_vcpus = to_int(_text(vcpu), 1) or 1
+    max_mem = memory_element_kib(top.get("memory")) or 0
+    os_el = top.get("os")
+    os_type = _children(os_el).get("type") if os_el is not None else None
+    disks, nics, graphics, agent = [], [], [], False
+    devices = top.get("devices")
+    for device in devices if devices is not None else ():
+        tag = device.tag
+        if tag == "disk":
+            disks.append(_parse_disk(device))
+        elif tag == "interface":
+            nics.append(_parse_nic(device))
+        elif tag == "graphics":
+            graphics.append(_parse_graphics(device))
+        elif tag == "channel" and not agent:
+            agent = _guest_agent(device)
     return DomainXml(
-        uuid=text_of(root, "uuid", "") or "",
-        name=text_of(root, "name", "") or "",
+        uuid=_text(top.get("uuid")) or "",
+        name=_text(top.get("name")) or "",
         id=dom_id if dom_id is not None and dom_id >= 0 else None,
         domain_type=root.get("type", ""),
-        title=text_of(root, "title", "") or "",
-        description=text_of(root, "description", "") or "",
-        vcpus=to_int(attr_of(root, "vcpu", "current"), max_vcpus) or max_vcpus,
+        title=_text(top.get("title")) or "",
+        description=_text(top.get("description")) or "",
+        vcpus=to_int(vcpu.get("current") if vcpu is not None else None, max_vcpus) or max_vcpus,
         max_vcpus=max_vcpus,
-        memory_kib=memory_kib(root, "currentMemory") or max_mem,
+        memory_kib=memory_element_kib(top.get("currentMemory")) or max_mem,
         max_memory_kib=max_mem,
-        os_type=text_of(root, "os/type", "") or "",
-        arch=attr_of(root, "os/type", "arch"),
-        machine=attr_of(root, "os/type", "machine"),
-        disks=[_parse_disk(d) for d in root.findall("devices/disk")],
-        nics=[_parse_nic(n) for n in root.findall("devices/interface")],
-        graphics=[_parse_graphics(g) for g in root.findall("devices/graphics")],
-        # QEMU says "connected" or "disconnected" in the live XML; drivers that do not say are asked.
-        guest_agent=any(
-            channel.get("state") != "disconnected"
-            for channel in root.findall("devices/channel/target[@name='org.qemu.guest_agent.0']")
-        ),
+        os_type=_text(os_type) or "",
+        arch=os_type.get("arch") if os_type is not None else None,
+        machine=os_type.get("machine") if os_type is not None else None,
+        disks=disks,
+        nics=nics,
+        graphics=graphics,
+        guest_agent=agent,
     )

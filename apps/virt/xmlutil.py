@@ -74,10 +74,12 @@ _UNIT_BYTES = {
 }
 
 
-def memory_kib(element: etree._Element | None, path: str) -> int | None:
-    """A libvirt memory element (`<memory unit='MiB'>512</memory>`) converted to KiB."""
-    value = to_int(text_of(element, path))
+def memory_element_kib(found: etree._Element | None) -> int | None:
+    """The size a memory element states (its text in its `unit`, KiB by default), in KiB."""
+    if found is None or found.text is None:
+        return None
+    value = to_int(found.text.strip())
     if value is None:
         return None
-    unit = (attr_of(element, path, "unit", "KiB") or "KiB").lower()
+    unit = (found.get("unit") or "KiB").lower()
     return value * _UNIT_BYTES.get(unit, 1024) // 1024
