@@ -87,3 +87,40 @@ def test_an_incremental_sync_marks_only_the_named_uuids_gone(host, published):
         uuidlib.UUID(first)
     }
     assert not VirtualMachine.objects.get(host=host, uuid=second).gone
+
+
+def test_many_new_rows_are_written_as_bulk_create_would(team, published, monkeypatch):
+    """Above COPY_THRESHOLD, PostgreSQL gets new rows through COPY: the same values, keys and feed."""
+    from apps.hosts.models import Host
+
+    rows = {
+        key: {
+            **values,
+            "title": "a 'quoted' \\ title\twith\ttabs",
+            "description": "line one\nline two, ünïcode, \\N, NULL",
+            "memory_kib": 2**40,
+            "disks": [{"target": "vda", "source": "/a b/c'd.qcow2", "readonly": False}],
+            "nics": [{"mac": "52:54:00:00:00:01", "addresses": ["192.0.2.7"]}],
+            "addresses": ["192.0.2.7"],
+            "persistent": False,
+            "cpu_time_ns": None,
+        }
+        for key, values in _rows(12).items()
+    }
+    results = {}
+    for name, threshold in (("insert", 10**9), ("copy", 1)):
+        monkeypatch.setattr(mirror, "COPY_THRESHOLD", threshold)
+        host = Host.objects.create(team=team, name=f"mirror-{name}", uri="test:///default")
+        result = sync_host_objects(VirtualMachine, host, rows, complete=False)
+        assert all(obj.pk and not obj._state.adding for obj in result.created)
+        assert {obj.pk for obj in result.created} == set(
+            VirtualMachine.objects.filter(host=host).values_list("pk", flat=True)
+        )
+        stored = VirtualMachine.objects.filter(host=host).order_by("uuid").values()
+        results[name] = [
+            {k: v for k, v in row.items() if k not in ("id", "host_id", "first_seen", "updated")}
+            for row in stored
+        ]
+        assert all(row["first_seen"] and row["updated"] for row in stored)
+    assert results["copy"] == results["insert"]
+    assert results["copy"][0]["title"] == "a 'quoted' \\ title\twith\ttabs"
