@@ -83,6 +83,7 @@ class ActionResultSerializer(serializers.Serializer):
 
 
 def _action(name: str):
+    """The POST /api/v1/vms/{id}/{name}/ handler: quick action `name` on the VM (operator or admin)."""
     name = str(name)
 
     @extend_schema(
@@ -134,3 +135,6 @@ class VirtualMachineViewSet(
     force_off = _action(VmAction.FORCE_OFF)
     pause = _action(VmAction.PAUSE)
     resume = _action(VmAction.RESUME)
+    reset = _action(VmAction.RESET)
+    save = _action(VmAction.SAVE)
+    restore = _action(VmAction.RESTORE)

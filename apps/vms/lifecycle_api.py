@@ -1,7 +1,10 @@
-"""The VMs API's lifecycle parts: reset, save, restore (quick actions), DELETE /api/v1/vms/{id}/ (a job,
-choosing the disks that go), and POST /api/v1/vms/bulk/ (one job acting on many VMs in parallel)."""
+"""The VMs API's lifecycle parts: DELETE /api/v1/vms/{id}/ (a job, choosing the disks that go), POST
+/api/v1/vms/bulk/ (one job acting on many VMs in parallel), snapshots and clones. The quick actions
+(reset, save, restore among them) are api.py's `_action`."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -11,9 +14,10 @@ from rest_framework.response import Response
 from apps import virt
 from apps.core.choices import Action
 from apps.core.job_api import JobSerializer
+from apps.core.models import Job
 from apps.core.permissions import can, restrict
 
-from . import cloning, lifecycle, services, snapshots
+from . import cloning, lifecycle, snapshots
 from .choices import VmAction
 from .models import Snapshot, VirtualMachine
 
@@ -64,45 +68,24 @@ class CloneRequestSerializer(serializers.Serializer):
     pool = serializers.CharField(max_length=255)
 
 
-class VmActionResultSerializer(serializers.Serializer):
-    """What a quick action did (the VM in its new state is at GET /api/v1/vms/{id}/)."""
-
-    ok = serializers.BooleanField()
-    detail = serializers.CharField()
-
-
-def _quick_action(name: str):
-    name = str(name)
-
-    @extend_schema(
-        request=None,
-        responses={200: VmActionResultSerializer, 409: VmActionResultSerializer},
-        summary=f"{VmAction(name).label} the VM",
-        operation_id=f"vms_{name}",
-    )
-    def handler(self, request, pk=None):
-        vm = self.get_object()
-        result = services.vm_action(request.user, vm, name, request=request)
-        from .api import VirtualMachineSerializer
-
-        body = {"ok": result.ok, "detail": result.message, "vm": VirtualMachineSerializer(result.vm).data}
-        return Response(body, status=status.HTTP_200_OK if result.ok else status.HTTP_409_CONFLICT)
-
-    handler.__name__ = name
-    return action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler)
-
-
 def _invalid(exc: virt.VirtError) -> Response:
     code = status.HTTP_409_CONFLICT if isinstance(exc, virt.InvalidState) else status.HTTP_400_BAD_REQUEST
     return Response({"detail": exc.message}, status=code)
 
 
-class VmLifecycleMixin:
-    """Reset, save, restore, delete (as a job) and bulk actions for VirtualMachineViewSet."""
+def _job_or_error(submit: Callable[[], Job]) -> Response:
+    """202 with the job `submit()` queued; if it raises, 404 for NotFound, else as _invalid (409 or 400)."""
+    try:
+        job = submit()
+    except virt.NotFound as exc:
+        return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
+    except virt.VirtError as exc:
+        return _invalid(exc)
+    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    reset = _quick_action(VmAction.RESET)
-    save = _quick_action(VmAction.SAVE)
-    restore = _quick_action(VmAction.RESTORE)
+
+class VmLifecycleMixin:
+    """Delete (as a job), bulk actions, snapshots and clones for VirtualMachineViewSet."""
 
     @extend_schema(
         request=VmDeleteRequestSerializer,
@@ -194,13 +177,7 @@ class VmLifecycleMixin:
     def snapshot_revert(self, request, pk=None, snapshot=None):
         """Return the VM to the snapshot (operator or admin)."""
         vm = self._vm_for(request, Action.OPERATE)
-        try:
-            job = snapshots.submit_revert(request.user, vm, snapshot, request=request)
-        except virt.NotFound as exc:
-            return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
-        except virt.VirtError as exc:
-            return _invalid(exc)
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return _job_or_error(lambda: snapshots.submit_revert(request.user, vm, snapshot, request=request))
 
     @extend_schema(
         request=None,
@@ -211,13 +188,7 @@ class VmLifecycleMixin:
     def snapshot_delete(self, request, pk=None, snapshot=None):
         """Delete the snapshot; its children stay (admin)."""
         vm = self._vm_for(request, Action.CHANGE)
-        try:
-            job = snapshots.submit_delete(request.user, vm, snapshot, request=request)
-        except virt.NotFound as exc:
-            return Response({"detail": exc.message}, status=status.HTTP_404_NOT_FOUND)
-        except virt.VirtError as exc:
-            return _invalid(exc)
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return _job_or_error(lambda: snapshots.submit_delete(request.user, vm, snapshot, request=request))
 
     @extend_schema(
         request=CloneRequestSerializer,

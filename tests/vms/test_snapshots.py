@@ -132,6 +132,20 @@ def test_bad_snapshot_names(owner, qcow_vm, name):
     assert virt_snapshots.list_snapshots(connection_for(qcow_vm.host), str(qcow_vm.uuid)) == []
 
 
+def test_revert_and_delete_refusals_by_api(owner, qcow_vm, django_capture_on_commit_callbacks):
+    client = api(owner)
+    take(client, qcow_vm, "s1", django_capture_on_commit_callbacks)
+    base = f"/api/v1/vms/{qcow_vm.pk}/snapshots"
+    bad_revert, bad_delete = client.post(f"{base}/-x/revert/"), client.delete(f"{base}/-x/")
+    assert bad_revert.status_code == bad_delete.status_code == 400
+    assert "not a valid snapshot name" in bad_revert.json()["detail"]
+    VirtualMachine.objects.filter(pk=qcow_vm.pk).update(gone=True)
+    gone_revert, gone_delete = client.post(f"{base}/s1/revert/"), client.delete(f"{base}/s1/")
+    assert gone_revert.status_code == gone_delete.status_code == 409
+    assert "no longer exists" in gone_delete.json()["detail"]
+    assert Job.objects.count() == 1
+
+
 def test_duplicate_name_and_memory_of_a_stopped_vm(owner, qcow_vm, django_capture_on_commit_callbacks):
     client = api(owner)
     take(client, qcow_vm, "s1", django_capture_on_commit_callbacks)
