@@ -307,8 +307,15 @@ def worker_reconcile_phase(bench, team, fixtures_dir: Path, hosts: int, concurre
             time.sleep(0.02)
         results[label] = time.perf_counter() - t
         mirrored = VirtualMachine.objects.filter(host__in=new, gone=False).count()
+        # Each task's own time (reconcile_host: connecting where the process had no connection yet,
+        # reading, syncing), and so how busy the worker's processes were.
+        task_s = sorted(
+            Host.objects.filter(pk__in=[h.pk for h in new]).values_list("reconcile_seconds", flat=True)
+        )
+        results[f"{label}_tasks"] = task_s
         print(
-            f"[worker] {label} reconcile of {hosts} hosts: {results[label]:.2f} s, {mirrored} VMs mirrored",
+            f"[worker] {label} reconcile of {hosts} hosts: {results[label]:.2f} s, {mirrored} VMs mirrored; "
+            f"tasks {sum(task_s):.2f} s in all (each {task_s[0]:.2f}-{task_s[-1]:.2f} s)",
             flush=True,
         )
     results["mirrored"] = mirrored
