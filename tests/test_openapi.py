@@ -25,3 +25,27 @@ def test_schema_is_served_with_token_auth(client, django_user_model):
     assert response.status_code == 200
     body = response.content.decode()
     assert "/api/v1/vms/" in body and "tokenAuth" in body
+
+
+def test_every_post_action_documents_its_own_request_and_response():
+    """No action falls back to the viewset's model serializer (an @extend_schema under @action is lost)."""
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    start = schema["paths"]["/api/v1/vms/{id}/start/"]["post"]
+    assert start["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/VmActionResult"
+    )
+    assert "requestBody" not in start
+    attach = schema["paths"]["/api/v1/vms/{id}/disks/attach/"]["post"]
+    assert attach["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/AttachDisk")
+    fallbacks = [
+        path
+        for path, operations in schema["paths"].items()
+        if path.startswith("/api/v1/vms/{id}/")
+        for method, operation in operations.items()
+        if method == "post"
+        and operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        == {"$ref": "#/components/schemas/VirtualMachine"}
+    ]
+    assert fallbacks == []

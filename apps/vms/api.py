@@ -74,8 +74,8 @@ class VirtualMachineSerializer(VirtualMachineBriefSerializer):
         read_only_fields = fields
 
 
-class ActionResultSerializer(serializers.Serializer):
-    """What an action did."""
+class VmActionResultSerializer(serializers.Serializer):
+    """What a VM action did, and the VM after it."""
 
     ok = serializers.BooleanField()
     detail = serializers.CharField()
@@ -86,12 +86,6 @@ def _action(name: str):
     """The POST /api/v1/vms/{id}/{name}/ handler: quick action `name` on the VM (operator or admin)."""
     name = str(name)
 
-    @extend_schema(
-        request=None,
-        responses={200: ActionResultSerializer, 409: ActionResultSerializer},
-        summary=f"{VmAction(name).label} the VM",
-        operation_id=f"vms_{name}",
-    )
     def handler(self, request, pk=None):
         vm = self.get_object()
         result = services.vm_action(request.user, vm, name, request=request)
@@ -99,7 +93,13 @@ def _action(name: str):
         return Response(body, status=status.HTTP_200_OK if result.ok else status.HTTP_409_CONFLICT)
 
     handler.__name__ = name
-    return action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler)
+    handler.__doc__ = f"{VmAction(name).label} the VM (the operator or admin role)."
+    # extend_schema goes on the action, not under it: @action replaces the function's schema settings.
+    return extend_schema(
+        request=None,
+        responses={200: VmActionResultSerializer, 409: VmActionResultSerializer},
+        summary=f"{VmAction(name).label} the VM",
+    )(action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler))
 
 
 # The columns the brief list reads: its serializer's fields, as model field names.

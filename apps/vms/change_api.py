@@ -129,12 +129,13 @@ def _run(request, serializer_class, call):
 
 def _change_action(url_path: str, serializer_class, summary: str):
     def decorator(func):
-        decorated = extend_schema(
-            request=serializer_class, responses={200: ChangeResultSerializer}, summary=summary
-        )(func)
-        return action(detail=True, methods=["post"], url_path=url_path, required_action=Action.CHANGE)(
-            decorated
+        # extend_schema goes on the action, not under it: @action replaces the function's schema settings.
+        decorated = action(detail=True, methods=["post"], url_path=url_path, required_action=Action.CHANGE)(
+            func
         )
+        return extend_schema(
+            request=serializer_class, responses={200: ChangeResultSerializer}, summary=summary
+        )(decorated)
 
     return decorator
 
