@@ -151,42 +151,18 @@ def mark_gone(model: type[models.Model], host, uuid: str) -> models.Model | None
 
 
 def _record_feed(host, kind: str, result: SyncResult) -> None:
-    entries = [
-        InventoryChange(
+    def entry(obj, event: str, detail: str = "") -> InventoryChange:
+        return InventoryChange(
             team_id=host.team_id,
             host=host,
             object_type=kind,
-            object_id=o.pk,
-            object_name=str(o),
-            event="appeared",
+            object_id=obj.pk,
+            object_name=str(obj),
+            event=event[:32],
+            detail=detail[:255],
         )
-        for o in result.created
-    ]
-    for obj, changed in result.changed:
-        event, detail = _describe_change(obj, changed)
-        entries.append(
-            InventoryChange(
-                team_id=host.team_id,
-                host=host,
-                object_type=kind,
-                object_id=obj.pk,
-                object_name=str(obj),
-                event=event[:32],
-                detail=detail[:255],
-            )
-        )
-    entries += [
-        InventoryChange(
-            team_id=host.team_id,
-            host=host,
-            object_type=kind,
-            object_id=o.pk,
-            object_name=str(o),
-            event="gone",
-        )
-        for o in result.gone
-    ]
-    if len(entries) > PER_OBJECT_EVENT_LIMIT:
+
+    if result.count > PER_OBJECT_EVENT_LIMIT:  # one entry for the lot
         entries = [
             InventoryChange(
                 team_id=host.team_id,
@@ -194,9 +170,13 @@ def _record_feed(host, kind: str, result: SyncResult) -> None:
                 object_type=kind,
                 object_name=host.name,
                 event="inventory",
-                detail=f"{len(entries)} {kind} changes",
+                detail=f"{result.count} {kind} changes",
             )
         ]
+    else:
+        entries = [entry(obj, "appeared") for obj in result.created]
+        entries += [entry(obj, *_describe_change(obj, changed)) for obj, changed in result.changed]
+        entries += [entry(obj, "gone") for obj in result.gone]
     InventoryChange.objects.bulk_create(entries)
 
 
