@@ -27,6 +27,52 @@ def paginate(request, queryset, default: int = 50):
     return page, query.urlencode()
 
 
+class FilteredListView(LoginRequiredMixin, TemplateView):
+    """A page of the objects the user may see: filtered (gone ones hidden unless ?gone= asks), sorted
+    (?ordering=) and paginated; an htmx refresh gets only the table."""
+
+    model: type
+    filterset_class: type
+    table_template_name: str
+
+    def get_template_names(self):
+        """Only the table for an htmx refresh, the whole page otherwise."""
+        return [self.table_template_name] if self.request.htmx else [self.template_name]
+
+    def get_queryset(self):
+        return self.model.objects.all()
+
+    def page_source(self, objects):
+        """What the page is cut from (a subclass may read only its columns)."""
+        return objects
+
+    def rows(self, page) -> list:
+        """The table's rows for the page."""
+        return list(page)
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        queryset = restrict(self.get_queryset(), user)
+        params = self.request.GET.copy()
+        if "gone" not in params:
+            params["gone"] = "false"
+        filterset = self.filterset_class(params, queryset=queryset, user=user)
+        objects = filterset.qs if filterset.is_valid() else queryset.none()
+        page, query = paginate(self.request, self.page_source(objects))
+        sort_query = self.request.GET.copy()
+        for key in ("page", "ordering"):
+            sort_query.pop(key, None)
+        return super().get_context_data(
+            filter=filterset,
+            page=page,
+            rows=self.rows(page),
+            query=query,
+            sort_query=sort_query.urlencode(),
+            ordering=self.request.GET.get("ordering", ""),
+            **kwargs,
+        )
+
+
 class DashboardView(LoginRequiredMixin, TemplateView):
     """Hosts with their state, VM counts by state and the feed of recent changes."""
 

@@ -4,16 +4,15 @@ import django_filters
 from django.db.models import Q
 
 from apps import virt
-from apps.hosts.models import Host
+from apps.hosts.filters import HostScopedFilterSet
 
 from .models import HostInterface, Network
 
 
-class NetworkFilterSet(django_filters.FilterSet):
+class NetworkFilterSet(HostScopedFilterSet):
     """Search, host, forward mode, active and gone filters, plus ordering."""
 
     q = django_filters.CharFilter(method="search", label="Search")
-    host = django_filters.ModelChoiceFilter(queryset=Host.objects.all())
     mode = django_filters.MultipleChoiceFilter(
         field_name="forward_mode", choices=[(m, m) for m in virt.NETWORK_MODES], label="Forward mode"
     )
@@ -33,14 +32,6 @@ class NetworkFilterSet(django_filters.FilterSet):
         model = Network
         fields = ["q", "host", "mode", "active", "gone"]
 
-    def __init__(self, *args, user=None, **kwargs):
-        """The host choices limited to the hosts `user` may see."""
-        super().__init__(*args, **kwargs)
-        if user is not None:
-            from apps.core.permissions import restrict
-
-            self.filters["host"].queryset = restrict(Host.objects.all(), user)
-
     def search(self, queryset, name, value):
         """Name, bridge, forward device or domain contains the text."""
         value = value.strip()
@@ -54,21 +45,12 @@ class NetworkFilterSet(django_filters.FilterSet):
         )
 
 
-class HostInterfaceFilterSet(django_filters.FilterSet):
+class HostInterfaceFilterSet(HostScopedFilterSet):
     """Host interfaces by host, kind and name."""
 
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name")
-    host = django_filters.ModelChoiceFilter(queryset=Host.objects.all())
     kind = django_filters.CharFilter()
 
     class Meta:
         model = HostInterface
         fields = ["q", "host", "kind"]
-
-    def __init__(self, *args, user=None, **kwargs):
-        """The host choices limited to the hosts `user` may see."""
-        super().__init__(*args, **kwargs)
-        if user is not None:
-            from apps.core.permissions import restrict
-
-            self.filters["host"].queryset = restrict(Host.objects.all(), user)

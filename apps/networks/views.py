@@ -19,7 +19,7 @@ from apps.audit.models import AuditEntry
 from apps.core.choices import Action
 from apps.core.models import InventoryChange
 from apps.core.permissions import can, get_restricted, restrict, teams_for
-from apps.core.views import paginate
+from apps.core.views import FilteredListView, paginate
 from apps.hosts.models import Host
 
 from . import services
@@ -44,40 +44,25 @@ def _back(request, default):
     return redirect(default)
 
 
-class NetworkListView(LoginRequiredMixin, TemplateView):
+class NetworkListView(FilteredListView):
     """Networks of every host the user may see (or one host's, with ?host=), with live state."""
 
     template_name = "networks/list.html"
+    table_template_name = "networks/_table.html"
+    model = Network
+    filterset_class = NetworkFilterSet
 
-    def get_template_names(self):
-        """Only the table for an htmx refresh, the whole page otherwise."""
-        return ["networks/_table.html"] if self.request.htmx else [self.template_name]
+    def get_queryset(self):
+        return Network.objects.select_related("host").defer("xml")
+
+    def rows(self, page) -> list:
+        """Each network with its attached-VM count."""
+        counts = services.attached_counts(page)
+        return [(n, counts.get(n.pk, 0)) for n in page]
 
     def get_context_data(self, **kwargs):
-        """The filtered, paginated networks with their attached-VM counts."""
-        user = self.request.user
-        queryset = restrict(Network.objects.select_related("host").defer("xml"), user)
-        params = self.request.GET.copy()
-        if "gone" not in params:
-            params["gone"] = "false"
-        filterset = NetworkFilterSet(params, queryset=queryset, user=user)
-        networks = filterset.qs if filterset.is_valid() else queryset.none()
-        page, query = paginate(self.request, networks)
-        counts = services.attached_counts(page)
-        rows = [(n, counts.get(n.pk, 0)) for n in page]
-        sort_query = self.request.GET.copy()
-        for key in ("page", "ordering"):
-            sort_query.pop(key, None)
         return super().get_context_data(
-            filter=filterset,
-            page=page,
-            rows=rows,
-            query=query,
-            sort_query=sort_query.urlencode(),
-            ordering=self.request.GET.get("ordering", ""),
-            modes=MODE_LABELS,
-            can_add=teams_for(user, Action.ADD).exists(),
-            **kwargs,
+            modes=MODE_LABELS, can_add=teams_for(self.request.user, Action.ADD).exists(), **kwargs
         )
 
 

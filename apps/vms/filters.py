@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from apps.core.models import Tag
-from apps.hosts.models import Host
+from apps.hosts.filters import HostScopedFilterSet
 
 from .choices import VmState
 from .models import VirtualMachine
@@ -19,11 +19,10 @@ class TagNameFilter(django_filters.ModelMultipleChoiceFilter):
     """Tags by name (?tag=web&tag=db): VMs with any of them."""
 
 
-class VirtualMachineFilterSet(django_filters.FilterSet):
+class VirtualMachineFilterSet(HostScopedFilterSet):
     """Search, host, state, tag, gone and template filters, plus ordering."""
 
     q = django_filters.CharFilter(method="search", label="Search")
-    host = django_filters.ModelChoiceFilter(queryset=Host.objects.all())
     state = django_filters.MultipleChoiceFilter(choices=VmState.choices)
     tag = TagNameFilter(field_name="tags__name", to_field_name="name", queryset=Tag.objects.all())
     gone = django_filters.BooleanFilter()
@@ -42,13 +41,6 @@ class VirtualMachineFilterSet(django_filters.FilterSet):
     class Meta:
         model = VirtualMachine
         fields = ["q", "host", "state", "tag", "gone", "is_template"]
-
-    def __init__(self, *args, user=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if user is not None:
-            from apps.core.permissions import restrict
-
-            self.filters["host"].queryset = restrict(Host.objects.all(), user)
 
     def search(self, queryset, name, value):
         """Name or title contains the words; a whole UUID matches exactly."""

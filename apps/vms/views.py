@@ -16,7 +16,7 @@ from apps.audit.models import AuditEntry
 from apps.core.choices import Action
 from apps.core.models import InventoryChange
 from apps.core.permissions import can, get_restricted, restrict
-from apps.core.views import paginate
+from apps.core.views import FilteredListView
 
 from . import lifecycle, services
 from .choices import VmAction
@@ -36,35 +36,24 @@ def action_buttons(user, vm: VirtualMachine) -> list[dict]:
     return buttons
 
 
-class VmListView(LoginRequiredMixin, TemplateView):
+class VmListView(FilteredListView):
     """The VM list: one database query, whatever the number of hosts and VMs."""
 
     template_name = "vms/list.html"
+    table_template_name = "vms/_table.html"
+    model = VirtualMachine
+    filterset_class = VirtualMachineFilterSet
 
-    def get_template_names(self):
-        return ["vms/_table.html"] if self.request.htmx else [self.template_name]
+    def page_source(self, objects):
+        return objects.values(*ROW_FIELDS)
+
+    def rows(self, page) -> list:
+        return vm_rows(page)
 
     def get_context_data(self, **kwargs):
-        user = self.request.user
-        queryset = restrict(VirtualMachine.objects.all(), user)
-        params = self.request.GET.copy()
-        if "gone" not in params:
-            params["gone"] = "false"
-        filterset = VirtualMachineFilterSet(params, queryset=queryset, user=user)
-        vms = filterset.qs if filterset.is_valid() else queryset.none()
-        page, query = paginate(self.request, vms.values(*ROW_FIELDS))
-        sort_query = self.request.GET.copy()
-        for key in ("page", "ordering"):
-            sort_query.pop(key, None)
         return super().get_context_data(
-            filter=filterset,
-            page=page,
-            query=query,
-            sort_query=sort_query.urlencode(),
-            rows=vm_rows(page),
             actions=list(VmAction),
             delete_actions=[("delete", "Delete (keep disks)"), ("delete_with_disks", "Delete with disks")],
-            ordering=self.request.GET.get("ordering", ""),
             **kwargs,
         )
 
