@@ -20,6 +20,10 @@ from apps.virt.cloudinit import hash_password
 
 from .planning import SOURCES, plan_vm, preview_xml
 
+# New disks and NICs one request may ask for (a VM gets more later, by hot-plug or the XML).
+MAX_DISKS = 16
+MAX_NICS = 16
+
 
 class DiskRequestSerializer(serializers.Serializer):
     """A new disk (or, from a template, an override of a copied disk's pool and size)."""
@@ -83,8 +87,8 @@ class VmCreateSerializer(serializers.Serializer):
     memory_mib = serializers.IntegerField(required=False)
     max_memory_mib = serializers.IntegerField(required=False)
     disk_bus = serializers.CharField(required=False, allow_blank=True, max_length=16)
-    disks = DiskRequestSerializer(many=True, required=False)
-    nics = NicRequestSerializer(many=True, required=False, allow_null=True)
+    disks = DiskRequestSerializer(many=True, required=False, max_length=MAX_DISKS)
+    nics = NicRequestSerializer(many=True, required=False, allow_null=True, max_length=MAX_NICS)
     cdrom = serializers.BooleanField(default=False, help_text="Add an empty CD-ROM drive.")
     vnc = serializers.BooleanField(default=True)
     video = serializers.CharField(required=False, allow_blank=True, max_length=16)

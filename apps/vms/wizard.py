@@ -9,6 +9,7 @@ be defined; Create queues the job and opens its page.
 from __future__ import annotations
 
 import json
+import re
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -78,6 +79,7 @@ FIELD_STEP = {
     ),
     **dict.fromkeys(["nics", "cloud_init", "boot_order"], "network"),
 }
+# Rows the page starts with; "Add a disk" and "Add a NIC" add more (the API's limits apply).
 DISK_ROWS = 2
 NIC_ROWS = 2
 SOURCE_LABELS = {
@@ -168,8 +170,8 @@ def params_from_post(post) -> dict[str, Any]:
     data["tags"] = [t.strip() for t in post.get("tags", "").split(",") if t.strip()]
     for name in ("secure_boot", "tpm", "vnc", "serial", "cdrom", "autostart", "start"):
         data[name] = _flag(post, name)
-    disks = []
-    for i in range(DISK_ROWS):
+    disks, disk_rows = [], []
+    for i in row_indices(post, "disk"):
         size = post.get(f"disk{i}_size", "").strip()
         pool = post.get(f"disk{i}_pool", "")
         if not size and not (data.get("source") == "template" and i == 0 and pool):
@@ -181,9 +183,10 @@ def params_from_post(post) -> dict[str, Any]:
             if post.get(f"disk{i}_{key}"):
                 disk[key] = post.get(f"disk{i}_{key}")
         disks.append(disk)
+        disk_rows.append(i)
     data["disks"] = disks
-    nics = []
-    for i in range(NIC_ROWS):
+    nics, nic_rows = [], []
+    for i in row_indices(post, "nic"):
         target = post.get(f"nic{i}_target", "")
         if not target:
             continue
@@ -192,6 +195,7 @@ def params_from_post(post) -> dict[str, Any]:
         if post.get(f"nic{i}_mac", "").strip():
             nic["mac"] = post.get(f"nic{i}_mac").strip()
         nics.append(nic)
+        nic_rows.append(i)
     data["nics"] = None if data.get("source") == "template" and not nics else nics
     cloud = {
         "hostname": post.get("ci_hostname", "").strip(),
@@ -202,7 +206,42 @@ def params_from_post(post) -> dict[str, Any]:
         "pool": post.get("ci_pool", ""),
     }
     data["cloud_init"] = {k: v for k, v in cloud.items() if v} or None
-    return data
+    return data, {"disks": disk_rows, "nics": nic_rows}
+
+
+_ROW_KEY = re.compile(r"^(disk|nic)(\d{1,3})_[a-z]+$")
+
+
+def row_indices(post, kind: str) -> list[int]:
+    """The numbers of the `kind` rows ("disk", "nic") the page posted, in order (rows may have been
+    added and removed, so they need not run 0, 1, 2...)."""
+    found = set()
+    for key in post:
+        match = _ROW_KEY.match(key)
+        if match and match.group(1) == kind:
+            found.add(int(match.group(2)))
+    return sorted(found)
+
+
+def _rows(values, kind: str, at_least: int, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows to render: those posted (with their values), and at least the first `at_least`."""
+    numbers = sorted(set(range(at_least)) | set(row_indices(values, kind)))
+    return [{"i": i, **{f: str(values.get(f"{kind}{i}_{f}") or "") for f in fields}} for i in numbers]
+
+
+def _to_rows(errors: dict[str, str], rows: dict[str, list[int]]) -> dict[str, str]:
+    """Errors about the n-th disk or NIC ("disks.1.size_mib") named by the page row it came from."""
+    placed = {}
+    for key, message in errors.items():
+        kind, _, rest = key.partition(".")
+        if kind in rows and rest == "general":  # about the list itself ("no more than 16")
+            placed[kind] = message
+            continue
+        position, _, field = rest.partition(".")
+        if kind in rows and position.isdigit() and int(position) < len(rows[kind]):
+            key = f"{kind}.{rows[kind][int(position)]}" + (f".{field}" if field else "")
+        placed[key] = message
+    return placed
 
 
 def _flatten(errors: Any, prefix: str = "") -> dict[str, str]:
@@ -226,19 +265,19 @@ def _flatten(errors: Any, prefix: str = "") -> dict[str, str]:
 
 def validate_wizard(request) -> tuple[dict[str, str], dict | None, Any]:
     """Validate the posted wizard: (errors by field, the job params, the plan) — params/plan None on errors."""
-    data = params_from_post(request.POST)
+    data, rows = params_from_post(request.POST)
     serializer = VmCreateSerializer(data=data, context={"request": request})
     try:
         valid = serializer.is_valid()
     except drf_exceptions.PermissionDenied as exc:
         raise PermissionDenied(str(exc.detail)) from exc
     if not valid:
-        return _flatten(serializer.errors), None, None
+        return _to_rows(_flatten(serializer.errors), rows), None, None
     try:
         params = serializer.to_params()
         plan = plan_vm(request.user, serializer.validated_data["host"], params)
     except InvalidSpec as exc:
-        return dict(exc.errors), None, None
+        return _to_rows(dict(exc.errors), rows), None, None
     except virt.VirtError as exc:
         return {"general": exc.message}, None, None
     return {}, params, plan
@@ -257,8 +296,8 @@ def wizard_context(request, host: Host | None, values: dict[str, Any]) -> dict[s
         "host": host,
         "values": values,
         "sources": [(s, SOURCE_LABELS[s]) for s in SOURCES],
-        "disk_rows": range(DISK_ROWS),
-        "nic_rows": range(NIC_ROWS),
+        "disk_rows": _rows(values, "disk", DISK_ROWS, ("pool", "size", "format", "bus", "cache")),
+        "nic_rows": _rows(values, "nic", NIC_ROWS, ("target", "model", "mac")),
         "disk_formats": DISK_FORMATS,
         "cache_modes": CACHE_MODES,
         "caps": None,

@@ -60,6 +60,38 @@
     }
   });
   document.body.addEventListener("vireo:wizard-step", (event) => show(event.detail.step));
+
+  // Disk and NIC rows: "Add" copies the blank row with the next free number, the cross removes one.
+  // The server reads whichever rows are posted, and names its messages by row number.
+  function numberRows() {
+    form.querySelectorAll("[data-wizard-rows]").forEach((list) => {
+      list.querySelectorAll(":scope > [data-wizard-row]").forEach((row, index) => {
+        const number = row.querySelector("[data-row-number]");
+        if (number) number.textContent = String(index + 1);
+      });
+    });
+  }
+  form.addEventListener("click", (event) => {
+    const add = event.target.closest("[data-wizard-add]");
+    if (add) {
+      const kind = add.dataset.wizardAdd;
+      const list = document.getElementById(kind + "-rows");
+      const used = Array.from(list.querySelectorAll(":scope > [data-wizard-row]")).map((r) => Number(r.dataset.wizardRow));
+      const next = used.length ? Math.max(...used) + 1 : 0;
+      const blank = document.getElementById(kind + "-row-template").innerHTML.replaceAll("__i__", String(next));
+      list.insertAdjacentHTML("beforeend", blank);
+      numberRows();
+      const first = list.lastElementChild.querySelector("select, input");
+      if (first) first.focus();
+      return;
+    }
+    const remove = event.target.closest("[data-wizard-remove]");
+    if (remove) {
+      remove.closest("[data-wizard-row]").remove();
+      numberRows();
+    }
+  });
+  numberRows();
   const initial = document.getElementById("wizard-initial-errors");
   if (initial) {
     initial.content.querySelectorAll("[data-slot]").forEach((item) => {

@@ -64,6 +64,15 @@ def test_wizard_creates_and_starts_a_vm(
         page.select_option("#id_domain_type", domain_type)
         _next(page, "disks")
         page.fill("#id_disk0_size", "0.0625")
+        # Rows come and go: a third row is added and the empty second one removed (the page renumbers).
+        page.click('[data-wizard-add="disk"]')
+        page.locator('#disk-rows [data-wizard-row="1"] [data-wizard-remove]').click()
+        expect(page.locator("#disk-rows > [data-wizard-row]")).to_have_count(2)
+        expect(page.locator('#disk-rows [data-wizard-row="2"] [data-row-number]')).to_have_text("2")
+        page.fill("#id_disk2_size", "bad")
+        page.click("#wizard-next")
+        expect(page.locator("#err-disks-2-size-mib")).not_to_be_empty()
+        page.fill("#id_disk2_size", "0.03125")
         _next(page, "cpu")
         page.fill("#id_memory_mib", "0")
         page.click("#wizard-next")
@@ -73,6 +82,7 @@ def test_wizard_creates_and_starts_a_vm(
         _next(page, "review")
         expect(page.locator("#wizard-xml")).to_contain_text(f"{storage_pool.path}/vmlinuz")
         expect(page.locator("#wizard-xml")).to_contain_text(f"/planned/{name}-disk0.qcow2")
+        expect(page.locator("#wizard-xml")).to_contain_text(f"/planned/{name}-disk1.qcow2")
         page.check("#id_start")
         with page.expect_navigation():
             page.click("#wizard-create")

@@ -133,3 +133,72 @@ def test_cloud_init_needs_a_pool_without_disks(owner, host, client_for):
     pool = StoragePool.objects.get(host=host, name=POOL).pk
     text, target = check(client, {**data, "ci_pool": pool}, "network")
     assert target == "review" and "wiz1-cidata.iso" in text
+
+
+def _row(kind: str, i: int, host, **values) -> dict[str, object]:
+    if kind == "disk":
+        base = {
+            "pool": StoragePool.objects.get(host=host, name=POOL).pk,
+            "size": "0.25",
+            "format": "qcow2",
+            "bus": "virtio",
+            "cache": "default",
+        }
+    else:
+        base = {"target": "network:default", "model": "virtio", "mac": ""}
+    return {f"{kind}{i}_{key}": value for key, value in {**base, **values}.items()}
+
+
+def test_any_rows_the_page_added_are_read_in_order(
+    owner, host, client_for, django_capture_on_commit_callbacks
+):
+    """Rows added and removed on the page leave gaps in their numbers: each posted row is a disk or NIC."""
+    data = form(host)
+    data.update(_row("disk", 3, host, size="0.75"))
+    data.update(_row("disk", 12, host, size="0.25", format="raw"))
+    data.update(_row("nic", 5, host, mac="52:54:00:12:34:56"))
+    client = client_for(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/vms/create/", data)
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.state == JobState.SUCCEEDED, job.error
+    vm = VirtualMachine.objects.get(host=host, name="wiz1")
+    assert [d["source"] for d in vm.disks if d["device"] == "disk"] == [
+        f"/{POOL}/wiz1-disk{n}.{ext}" for n, ext in ((0, "qcow2"), (1, "qcow2"), (2, "img"))
+    ]
+    assert [n["mac"] for n in vm.nics][1] == "52:54:00:12:34:56" and len(vm.nics) == 2
+
+
+def test_a_rows_error_is_shown_on_that_row(owner, host, client_for):
+    data = form(host)
+    data.update(_row("disk", 4, host, size="lots"))
+    data.update(_row("nic", 7, host, mac="not-a-mac"))
+    client = client_for(owner)
+    text, target = check(client, data, "disks")
+    assert (
+        target == "disks" and 'id="err-disks-4-size-mib"' in text and 'id="err-disks-1-size-mib"' not in text
+    )
+    text, target = check(client, data, "network")
+    assert target == "disks"
+    response = client.post("/vms/create/", data)
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert 'data-slot="err-disks-4-size-mib"' in text
+    # The page comes back with the rows that were posted, values kept.
+    assert 'name="disk4_size"' in text and 'value="lots"' in text and 'value="not-a-mac"' in text
+    assert 'id="disk-row-template"' in text and "__i__" in text
+    data["disk4_size"] = "0.25"
+    text, target = check(client, data, "network")
+    assert target == "network" and 'id="err-nics-7-mac"' in text
+
+
+def test_more_disks_than_a_request_may_ask_for_is_an_error(owner, host, client_for):
+    from apps.vms.create_api import MAX_DISKS
+
+    data = form(host)
+    for i in range(1, MAX_DISKS + 1):
+        data.update(_row("disk", i, host))
+    text, target = check(client_for(owner), data, "disks")
+    assert target == "disks" and 'id="err-disks"' in text and f"no more than {MAX_DISKS}" in text
+    assert 'id="err-disks-general"' not in text
