@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to Channels consumers (session auth, Origin checked)."""
+"""ASGI entry point: HTTP goes to Django, WebSockets to Channels consumers (a browser's session with its
+Origin checked, or an API client's `Authorization: Token <key>`)."""
 
 import os
 
@@ -9,9 +10,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from apps.accounts.channels_auth import TokenAuthMiddleware, TokenOrOriginValidator  # noqa: E402
 from apps.console.consumers import ConsolePresenceConsumer, SerialConsumer  # noqa: E402
 from apps.core.consumers import LiveConsumer  # noqa: E402
 from apps.core.runtime import freeze_startup_objects  # noqa: E402
@@ -19,14 +20,16 @@ from apps.core.runtime import freeze_startup_objects  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": TokenOrOriginValidator(
             AuthMiddlewareStack(
-                URLRouter(
-                    [
-                        path("ws/live/", LiveConsumer.as_asgi()),
-                        path("ws/serial/<int:pk>/", SerialConsumer.as_asgi()),
-                        path("ws/console/<int:pk>/", ConsolePresenceConsumer.as_asgi()),
-                    ]
+                TokenAuthMiddleware(
+                    URLRouter(
+                        [
+                            path("ws/live/", LiveConsumer.as_asgi()),
+                            path("ws/serial/<int:pk>/", SerialConsumer.as_asgi()),
+                            path("ws/console/<int:pk>/", ConsolePresenceConsumer.as_asgi()),
+                        ]
+                    )
                 )
             )
         ),

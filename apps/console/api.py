@@ -65,7 +65,11 @@ class VmConsoleViewSet(RestrictedQuerysetMixin, viewsets.GenericViewSet):
     @extend_schema(request=None, responses={200: ConsoleTicketSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"], url_path="console", required_action=Action.VIEW)
     def console(self, request, pk=None):
-        """A single-use websockify URL for the VM's graphical console (view only for viewers)."""
+        """A single-use websockify URL for the VM's graphical console (view only for viewers).
+
+        Asked for with an API token, the URL is bound to that token: open the WebSocket with the same
+        `Authorization: Token <key>` header (no browser session is needed). Asked for in a browser, it is
+        bound to the browser's session."""
         from .views import websockify_url
 
         vm = self.get_object()

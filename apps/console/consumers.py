@@ -184,6 +184,7 @@ class SerialConsumer(ConsoleSocket):
             kind="serial",
             remote_addr=client[0],
             session_key=getattr(session, "session_key", None),
+            api_token_hash=self.scope.get("api_token_hash"),
             action=self.action,
             channel=self.channel_name,
         )
@@ -414,7 +415,11 @@ class ConsolePresenceConsumer(ConsoleSocket):
             return
         session = self.scope.get("session")
         self.rights = sessions.RightsCheck(
-            self.scope["user"].pk, self.vm.pk, Action.VIEW, getattr(session, "session_key", None)
+            self.scope["user"].pk,
+            self.vm.pk,
+            Action.VIEW,
+            getattr(session, "session_key", None),
+            self.scope.get("api_token_hash"),
         )
         await database_sync_to_async(self.rights.check)()  # remembers the user's current revision
         self.guard = asyncio.ensure_future(self.watch_rights())

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from apps import virt
-from apps.accounts.models import hash_token
+from apps.accounts.models import ApiToken, hash_token
 from apps.audit.models import Outcome
 from apps.audit.services import record
 from apps.core.choices import Action
@@ -173,7 +173,9 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
     """Check that `user` may open `vm`'s console now, and issue a single-use token for websockify.
 
     Users with the `console` permission get a console they may control; those who may only view the VM
-    (viewers) get a view-only one (websockify drops its input, see rfb.py). VMs of hosts reached over SSH
+    (viewers) get a view-only one (websockify drops its input, see rfb.py). A ticket asked for with an API
+    token is bound to that token (the WebSocket sends it as `Authorization: Token <key>`), one asked for
+    in a browser to its session. VMs of hosts reached over SSH
     get a ticket for a tunnel (tunnel.py). Raises Http404 (may not see the VM) or ConsoleRefused (VM
     off, no VNC, remote host not over SSH, VNC beyond loopback, the user's console cap reached). Tickets and refusals are audited ("vm.console.ticket"); the console's open and close are
     audited when websockify connects and disconnects it (sessions.py).
@@ -190,6 +192,7 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
         raise
     token = secrets.token_urlsafe(32)
     session_key = getattr(getattr(request, "session", None), "session_key", None)
+    api_token = getattr(request, "auth", None)
     ticket: dict[str, Any] = {
         "session_id": secrets.token_hex(8),
         "action": action,
@@ -200,6 +203,10 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
         "target_port": port,
         "session_key_hash": hash_token(session_key) if session_key else None,
     }
+    if isinstance(api_token, ApiToken):
+        # Asked for with an API token: the WebSocket must carry that token (an API client has no session).
+        ticket["api_token_hash"] = api_token.key_hash
+        ticket["session_key_hash"] = None
     if not is_local_uri(vm.host.uri):
         # A remote host: websockify reaches the VNC on the host's own loopback through an SSH tunnel.
         ticket["tunnel"] = True

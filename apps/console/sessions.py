@@ -109,10 +109,16 @@ def watchers(vm_id: int) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["started"], r["id"]))
 
 
-def rights_refusal(user_id: int, vm_id: int, action: str, session_key: str | None) -> str | None:
-    """Why `user_id` may no longer hold a console of `vm_id` (None if they may): checks the database."""
+def rights_refusal(
+    user_id: int, vm_id: int, action: str, session_key: str | None, api_token_hash: str | None = None
+) -> str | None:
+    """Why `user_id` may no longer hold a console of `vm_id` (None if they may): checks the database.
+
+    A console opened from a browser session ends with the session (logout); one opened with an API token
+    ends when the token is revoked."""
     from django.contrib.auth import get_user, get_user_model
 
+    from apps.accounts.models import ApiToken
     from apps.core.permissions import restrict
     from apps.vms.models import VirtualMachine
 
@@ -124,6 +130,11 @@ def rights_refusal(user_id: int, vm_id: int, action: str, session_key: str | Non
         session_user = get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
         if not session_user.is_authenticated or session_user.pk != user_id:
             return "the user logged out"
+    if (
+        api_token_hash is not None
+        and not ApiToken.objects.filter(key_hash=api_token_hash, user=user).exists()
+    ):
+        return "the API token was revoked"
     if not restrict(VirtualMachine.objects.filter(pk=vm_id), user, action).exists():
         return "the user may no longer open this VM's console"
     return None
@@ -141,6 +152,8 @@ class ConsoleSession:
     remote_addr: str | None
     session_key: str | None
     action: str = Action.CONSOLE
+    #: Opened with an API token (its hash): the console ends when the token is revoked.
+    api_token_hash: str | None = None
     #: The channel name of the consumer holding it (serial consoles: how control is handed to it).
     channel: str | None = None
     started: float = field(default_factory=time.time)
@@ -199,7 +212,7 @@ class ConsoleSession:
         if revision == self.revision and not due:
             return None
         self.revision, self.checked_at = revision, time.monotonic()
-        return rights_refusal(self.user_id, self.vm_id, self.action, self.session_key)
+        return rights_refusal(self.user_id, self.vm_id, self.action, self.session_key, self.api_token_hash)
 
     def close(self, reason: str = "closed") -> None:
         """Unregister the session and audit the close (with how long it was open); once."""
@@ -253,6 +266,7 @@ def open_session(
     kind: str,
     remote_addr: str | None,
     session_key: str | None,
+    api_token_hash: str | None = None,
     action: str = Action.CONSOLE,
     claim: bool = False,
     channel: str | None = None,
@@ -271,6 +285,7 @@ def open_session(
         kind=kind,
         remote_addr=remote_addr,
         session_key=session_key,
+        api_token_hash=api_token_hash,
         action=action,
         channel=channel,
     )
@@ -454,6 +469,7 @@ class RightsCheck:
     vm_id: int
     action: str
     session_key: str | None
+    api_token_hash: str | None = None
     revision: int = -1
     checked_at: float = 0.0
 
@@ -464,4 +480,4 @@ class RightsCheck:
         if revision == self.revision and not due:
             return None
         self.revision, self.checked_at = revision, time.monotonic()
-        return rights_refusal(self.user_id, self.vm_id, self.action, self.session_key)
+        return rights_refusal(self.user_id, self.vm_id, self.action, self.session_key, self.api_token_hash)

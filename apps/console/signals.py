@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 
-from apps.accounts.models import Membership
+from apps.accounts.models import ApiToken, Membership
 
 from .sessions import bump_revision
 
@@ -41,6 +41,11 @@ def on_user_change(sender, instance, created: bool = False, **kwargs) -> None:
         _bump(instance.pk)
 
 
+def on_token_delete(sender, instance: ApiToken, **kwargs) -> None:
+    """A revoked API token closes the consoles opened with it."""
+    _bump(instance.user_id)
+
+
 def connect() -> None:
     """Connect the receivers (from ConsoleConfig.ready)."""
     user_logged_out.connect(on_logout, dispatch_uid="console-logout")
@@ -48,3 +53,4 @@ def connect() -> None:
     post_delete.connect(on_membership_change, sender=Membership, dispatch_uid="console-membership-delete")
     post_save.connect(on_user_change, sender=get_user_model(), dispatch_uid="console-user-save")
     post_delete.connect(on_user_change, sender=get_user_model(), dispatch_uid="console-user-delete")
+    post_delete.connect(on_token_delete, sender=ApiToken, dispatch_uid="console-token-delete")

@@ -14,8 +14,9 @@ then, in the same handler (same process and thread), the auth plugin's authentic
 which is not given the token. lookup() takes the ticket from Redis (GETDEL: used once) and leaves it in a
 thread-local slot; authenticate() takes it from there (so it is never reused), checks that it is the one
 that resolved this very target, then checks the Origin and that the session cookie is the Django session
-of the user (and, when known, the very session) the token was issued to. Every refusal is logged on the
-`vireo.console` logger with the reason.
+of the user (and, when known, the very session) the token was issued to; a ticket issued to an API token
+instead needs that token in the connection's `Authorization: Token <key>` header. Every refusal is
+logged on the `vireo.console` logger with the reason.
 """
 
 from __future__ import annotations
@@ -77,6 +78,29 @@ def allowed_origin_check(origin: str | None) -> str | None:
     if domain and validate_host(domain, allowed_hosts):
         return None
     return f"Origin {origin!r} is not one of Vireo's hosts (ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS)"
+
+
+def api_token_check(headers: Any, ticket: dict[str, Any]) -> str | None:
+    """Why the request may not use `ticket` (issued to an API token), or None if it carries that token
+    (`Authorization: Token <key>`) and the token's user is the ticket's and still active."""
+    from django.db import connections
+
+    from apps.accounts.models import ApiToken, hash_token
+
+    scheme, _, key = (headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() != "token" or not key.strip():
+        return "no API token (the ticket was issued to one: send Authorization: Token <key>)"
+    if hash_token(key.strip()) != ticket["api_token_hash"]:
+        return "the API token is not the one the ticket was issued to"
+    try:
+        token = ApiToken.objects.select_related("user").filter(key_hash=ticket["api_token_hash"]).first()
+        if token is None:
+            return "the API token was revoked"
+        if not token.user.is_active or token.user_id != ticket["user_id"]:
+            return "the API token's user is not active or not the ticket's user"
+    finally:
+        connections.close_all()
+    return None
 
 
 def session_check(headers: Any, ticket: dict[str, Any]) -> str | None:
@@ -160,7 +184,12 @@ class ConsoleAuth:
                 reason = "the target is not the token's"
         elif (ticket["target_host"], int(ticket["target_port"])) != (target_host, int(target_port or 0)):
             reason = "the target is not the token's"
-        if reason is None:
+        if reason is None and ticket.get("api_token_hash"):
+            # An API client: no cookies are involved (a browser cannot set this header on a WebSocket), so
+            # an absent Origin is fine; a present one must still be Vireo's.
+            origin = headers.get("Origin")
+            reason = (allowed_origin_check(origin) if origin else None) or api_token_check(headers, ticket)
+        elif reason is None:
             reason = allowed_origin_check(headers.get("Origin")) or session_check(headers, ticket)
         if reason:
             logger.warning(
@@ -278,6 +307,7 @@ def supervise(handler: Any, ticket: dict[str, Any], headers: Any) -> Any:
             kind="vnc",
             remote_addr=client_address(handler, headers),
             session_key=session_key,
+            api_token_hash=ticket.get("api_token_hash"),
             action=action,
             claim=True,
             session_id=ticket.get("session_id"),

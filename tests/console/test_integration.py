@@ -50,6 +50,30 @@ def test_rfb_greeting_through_websockify(local_vm, operator, websockify_server, 
     assert "unknown, expired or already used token" in websockify_server.output()
 
 
+def test_an_api_client_opens_the_console_with_its_token(local_vm, operator, websockify_server):
+    """No browser: the ticket comes from the API with a token, and the WebSocket carries the same token."""
+    from rest_framework.test import APIClient
+
+    from apps.accounts.models import ApiToken
+
+    _token, key = ApiToken.issue(operator, "vnc client")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    response = api.post(f"/api/v1/vms/{local_vm.pk}/console/")
+    assert response.status_code == 200, response.content
+    url = response.json()["url"].replace("ws://testserver:6080/", f"ws://127.0.0.1:{websockify_server.port}/")
+    with connect(
+        url, additional_headers={"Authorization": f"Token {key}"}, subprotocols=["binary"], open_timeout=10
+    ) as ws:
+        assert ws.recv(timeout=10).startswith(b"RFB 003.00")
+    # Without the token, the next ticket is refused.
+    response = api.post(f"/api/v1/vms/{local_vm.pk}/console/")
+    url = response.json()["url"].replace("ws://testserver:6080/", f"ws://127.0.0.1:{websockify_server.port}/")
+    with pytest.raises(InvalidStatus):
+        connect(url, subprotocols=["binary"], open_timeout=10)
+    assert "send Authorization: Token" in websockify_server.output()
+
+
 def test_websockify_refuses_a_foreign_origin_and_another_session(
     local_vm, owner, operator, websockify_server
 ):

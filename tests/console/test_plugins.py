@@ -148,3 +148,56 @@ def test_origin_allowlist(settings):
     assert allowed_origin_check("https://x.wild.example")  # `*` entries never count
     assert allowed_origin_check("https://evil.example")  # nor does ALLOWED_HOSTS' `*`
     assert allowed_origin_check("ftp://vireo.example.com")
+
+
+def api_ticket(vm, user) -> tuple[str, str]:
+    """A console ticket asked for by an API client: (websockify token, the API key it is bound to)."""
+    from rest_framework.test import APIClient
+
+    from apps.accounts.models import ApiToken
+
+    _token, key = ApiToken.issue(user, "console client")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    response = client.post(f"/api/v1/vms/{vm.pk}/console/")
+    assert response.status_code == 200, response.content
+    return parse_qs(urlsplit(response.json()["url"]).query)["token"][0], key
+
+
+@pytest.mark.django_db(transaction=True)  # the checks close their database connection, as in websockify
+def test_a_ticket_asked_for_with_an_api_token_needs_that_token(vm, owner, operator, plugins, caplog):
+    from apps.accounts.models import ApiToken
+
+    tokens, auth = plugins
+    token, key = api_ticket(vm, owner)
+    assert tokens.lookup(token) == ("127.0.0.1", 5907)
+    # The right token, no Origin (an API client), no cookie: every check passes (the last refusal is only
+    # that a console outside websockify cannot be supervised).
+    with pytest.raises(AuthenticationError, match="could not be supervised"):
+        auth.authenticate({"Authorization": f"Token {key}"}, "127.0.0.1", 5907)
+
+    _other, other_key = ApiToken.issue(operator, "other")
+    _, session_key = login(owner)
+    cases = {  # what the connection sends, given the ticket's key -> the reason it is refused
+        "another token": (lambda key: {"Authorization": f"Token {other_key}"}, "not the one the ticket was"),
+        "the user's browser session": (lambda key: headers(session_key), "send Authorization: Token"),
+        "a foreign Origin": (
+            lambda key: {"Authorization": f"Token {key}", "Origin": "http://evil.example"},
+            "is not one of Vireo's hosts",
+        ),
+    }
+    for name, (sent, reason) in cases.items():
+        token, key = api_ticket(vm, owner)
+        assert tokens.lookup(token)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vireo.console"), pytest.raises(AuthenticationError):
+            auth.authenticate(sent(key), "127.0.0.1", 5907)
+        assert reason in caplog.text, name
+
+    token, key = api_ticket(vm, owner)
+    assert tokens.lookup(token)
+    ApiToken.objects.filter(user=owner).delete()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vireo.console"), pytest.raises(AuthenticationError):
+        auth.authenticate({"Authorization": f"Token {key}"}, "127.0.0.1", 5907)
+    assert "the API token was revoked" in caplog.text

@@ -186,3 +186,13 @@ def test_presence_changes_are_published_to_the_vm_group(
         ("console.presence", vm.pk, "operator opened the vnc console (in control)"),
         ("console.presence", vm.pk, "operator closed the vnc console"),
     ]
+
+
+def test_a_console_opened_with_an_api_token_ends_when_it_is_revoked(vm, operator, opened):
+    from apps.accounts.models import ApiToken
+
+    token, _key = ApiToken.issue(operator, "client")
+    session = opened(operator, vm, api_token_hash=token.key_hash)
+    assert session.check() is None
+    token.delete()  # bumps the user's revision (signals.py): checked at once
+    assert session.check() == "the API token was revoked"

@@ -113,3 +113,32 @@ async def test_member_can_subscribe_to_an_object(test_host, viewer):
     await communicator.send_json_to({"subscribe": "team-1; DROP"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
     await communicator.disconnect()
+
+
+async def _token_socket(user, key: str | None = None, origin: bytes | None = None):
+    from apps.accounts.models import ApiToken
+
+    if key is None:
+        _token, key = await sync_to_async(ApiToken.issue)(user, "ws")
+    headers = [(b"host", b"localhost"), (b"authorization", f"Token {key}".encode())]
+    if origin is not None:
+        headers.append((b"origin", origin))
+    communicator = WebsocketCommunicator(application, "/ws/live/", headers=headers)
+    connected, _ = await communicator.connect()
+    return communicator, connected
+
+
+async def test_an_api_client_signs_in_with_its_token_and_needs_no_origin(test_host, operator):
+    """No browser can set Authorization on a WebSocket: a token socket is an API client's."""
+    communicator, connected = await _token_socket(operator)
+    assert connected
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["type"] == "subscribed" and f"team-{test_host.team_id}" in first["groups"]
+    await communicator.disconnect()
+
+
+async def test_a_bad_token_gets_nothing(test_host, memory_layer):
+    communicator, connected = await _token_socket(None, key="not-a-token")
+    assert not connected
+    communicator, connected = await _token_socket(None, key="not-a-token", origin=b"http://evil.example")
+    assert not connected
