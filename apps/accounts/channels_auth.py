@@ -10,6 +10,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator
+from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
 
 from .authentication import ApiTokenAuthentication
@@ -34,15 +35,17 @@ def _authenticate(key: str):
 
 
 class TokenAuthMiddleware(BaseMiddleware):
-    """Inside AuthMiddlewareStack: a socket without a logged-in session but with a valid API token gets
-    the token's user (and `scope["api_token_hash"]`, so that consoles end when the token is revoked)."""
+    """Inside AuthMiddlewareStack: a socket that sends an API token is its user's if the token is valid,
+    and anonymous otherwise, whatever cookies it also sends (it skipped the Origin check, so a session
+    must not count). It gets `scope["api_token_hash"]`, so that its consoles end when the token goes."""
 
     async def __call__(self, scope, receive, send):
-        user = scope.get("user")
         key = token_key(scope)
-        if key and (user is None or not user.is_authenticated):
+        if key:
             found = await _authenticate(key)
-            if found is not None:
+            if found is None:
+                scope = {**scope, "user": AnonymousUser()}
+            else:
                 token_user, token = found
                 scope = {**scope, "user": token_user, "api_token_hash": token.key_hash}
         return await super().__call__(scope, receive, send)

@@ -142,3 +142,29 @@ async def test_a_bad_token_gets_nothing(test_host, memory_layer):
     assert not connected
     communicator, connected = await _token_socket(None, key="not-a-token", origin=b"http://evil.example")
     assert not connected
+
+
+async def test_a_bad_token_counts_even_with_a_session_cookie(test_host, operator, memory_layer):
+    """A socket with a token header skipped the Origin check: its cookies must not sign it in."""
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    @sync_to_async
+    def make_session():
+        session = SessionStore()
+        session[SESSION_KEY] = str(operator.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = operator.get_session_auth_hash()
+        session.save()
+        return session.session_key
+
+    key = await make_session()
+    headers = [
+        (b"host", b"localhost"),
+        (b"origin", b"http://evil.example"),
+        (b"authorization", b"Token not-a-token"),
+        (b"cookie", f"sessionid={key}".encode()),
+    ]
+    communicator = WebsocketCommunicator(application, "/ws/live/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert not connected
