@@ -142,9 +142,10 @@ def cap_refusal(user) -> str | None:
     return None
 
 
-def live_vnc_port(vm: VirtualMachine) -> int:
-    """The VNC port of a running VM on its host's loopback, read from libvirt now; ConsoleRefused with the
-    reason if none (or if it listens beyond loopback)."""
+def live_vnc_port(vm: VirtualMachine) -> int | str:
+    """Where a running VM's VNC listens, read from libvirt now: its port on the host's loopback, or the
+    path of its UNIX socket (local hosts only). ConsoleRefused with the reason if none, or if it listens
+    beyond loopback."""
     from apps.hosts.services import connection_for
 
     try:
@@ -158,7 +159,12 @@ def live_vnc_port(vm: VirtualMachine) -> int:
         raise ConsoleRefused(f"{vm.name} has no VNC display: add one to its hardware to use a console.")
     display = vnc[0]
     if display.socket:
-        raise ConsoleRefused(f"{vm.name}'s VNC listens on a UNIX socket, which consoles do not support yet.")
+        if not is_local_uri(vm.host.uri):
+            raise ConsoleRefused(
+                f"{vm.name}'s VNC listens on a UNIX socket on {vm.host.name}: Vireo reaches the consoles of "
+                "remote hosts through SSH port forwarding, so make it listen on 127.0.0.1 instead."
+            )
+        return display.socket
     if not is_loopback(display.listen):
         raise ConsoleRefused(
             f"{vm.name}'s VNC listens on {display.listen or 'an unknown address'}, beyond loopback: "
@@ -186,7 +192,7 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
         reason = mirror_refusal(vm) or cap_refusal(user)
         if reason:
             raise ConsoleRefused(reason)
-        port = live_vnc_port(vm)
+        target = live_vnc_port(vm)
     except ConsoleRefused as exc:
         record(user, "vm.console.ticket", vm, outcome=Outcome.FAILURE, message=str(exc), request=request)
         raise
@@ -200,24 +206,28 @@ def issue_console_token(user, vm: VirtualMachine, request=None) -> ConsoleTicket
         "vm_id": vm.pk,
         "host_id": vm.host.pk,
         "target_host": TARGET_HOST,
-        "target_port": port,
+        "target_port": target if isinstance(target, int) else 0,
         "session_key_hash": hash_token(session_key) if session_key else None,
     }
     if isinstance(api_token, ApiToken):
         # Asked for with an API token: the WebSocket must carry that token (an API client has no session).
         ticket["api_token_hash"] = api_token.key_hash
         ticket["session_key_hash"] = None
-    if not is_local_uri(vm.host.uri):
+    if isinstance(target, str):
+        # A local VM whose VNC is a UNIX socket: websockify connects to it directly.
+        ticket["vnc_socket"] = target
+    elif not is_local_uri(vm.host.uri):
         # A remote host: websockify reaches the VNC on the host's own loopback through an SSH tunnel.
         ticket["tunnel"] = True
     ttl = token_ttl()
     redis_client().set(token_key(hash_token(token)), json.dumps(ticket), ex=ttl)
-    params = {"host": vm.host.name, "vnc_port": port, "view_only": action == Action.VIEW}
+    params: dict[str, Any] = {"host": vm.host.name, "view_only": action == Action.VIEW}
+    params.update({"vnc_socket": target} if isinstance(target, str) else {"vnc_port": target})
     record(user, "vm.console.ticket", vm, params=params, request=request)
     return ConsoleTicket(
         token=token,
         vm_id=vm.pk,
-        target_port=port,
+        target_port=ticket["target_port"],
         ttl=ttl,
         session_id=ticket["session_id"],
         view_only=action == Action.VIEW,

@@ -152,6 +152,8 @@ class ConsoleTokens:
             logger.warning("console refused: unknown, expired or already used token")
             return None
         _claims.ticket = ticket
+        if ticket.get("vnc_socket"):  # a local VM's VNC on a UNIX socket
+            return "unix_socket", ticket["vnc_socket"]  # type: ignore[return-value]
         if ticket.get("tunnel"):
             # A remote host: websockify will connect to a private UNIX socket, which the auth plugin ties
             # to an SSH tunnel once the connection is allowed.
@@ -178,9 +180,10 @@ class ConsoleAuth:
             raise AuthenticationError(log_msg="no console token", response_code=403, response_msg="Forbidden")
         reason: str | None = None
         handler = connection_handler()
-        if ticket.get("socket_path"):
+        socket_target = ticket.get("socket_path") or ticket.get("vnc_socket")
+        if socket_target:
             unix_target = getattr(getattr(handler, "server", None), "unix_target", None)
-            if handler is not None and unix_target != ticket["socket_path"]:
+            if handler is not None and unix_target != socket_target:
                 reason = "the target is not the token's"
         elif (ticket["target_host"], int(ticket["target_port"])) != (target_host, int(target_port or 0)):
             reason = "the target is not the token's"

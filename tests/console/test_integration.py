@@ -50,6 +50,27 @@ def test_rfb_greeting_through_websockify(local_vm, operator, websockify_server, 
     assert "unknown, expired or already used token" in websockify_server.output()
 
 
+def test_a_vnc_unix_socket_of_a_local_vm_is_proxied(local_vm, tiny_vm_factory, operator, websockify_server):
+    """VNC on a UNIX socket (libvirt names it) on the local host: websockify connects to the socket."""
+    from apps.hosts.services import reconcile_host
+    from apps.vms.models import VirtualMachine
+
+    guest = tiny_vm_factory(vnc="socket", wait_ready=False)
+    reconcile_host(local_vm.host)
+    vm = VirtualMachine.objects.get(host=local_vm.host, uuid=guest.uuid)
+    assert vm.graphics[0]["socket"] and not vm.graphics[0]["port"]
+    client = Client()
+    client.force_login(operator)
+    url = console_url(client, vm, websockify_server)
+    try:
+        with open_console(url, client.cookies["sessionid"].value) as ws:
+            greeting = ws.recv(timeout=10)
+    except Exception:
+        print(websockify_server.output())
+        raise
+    assert greeting.startswith(b"RFB 003.00"), greeting
+
+
 def test_an_api_client_opens_the_console_with_its_token(local_vm, operator, websockify_server):
     """No browser: the ticket comes from the API with a token, and the WebSocket carries the same token."""
     from rest_framework.test import APIClient

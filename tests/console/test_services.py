@@ -132,7 +132,6 @@ def test_refused_from_the_mirror(team, owner, kwargs, words, monkeypatch):
         ("running", [], "no VNC display"),
         ("running", [virt.GraphicsInfo("vnc", "0.0.0.0", 5901, True, None)], "beyond loopback"),
         ("running", [virt.GraphicsInfo("vnc", "192.0.2.7", 5901, True, None)], "beyond loopback"),
-        ("running", [virt.GraphicsInfo("vnc", None, None, False, "/run/vnc.sock")], "UNIX socket"),
         ("running", [virt.GraphicsInfo("vnc", "127.0.0.1", None, True, None)], "no port yet"),
     ],
 )
@@ -169,3 +168,21 @@ def test_take_ticket_is_single_use(vm, owner, libvirt_graphics, stored_keys):
 )
 def test_is_local_uri(uri, local):
     assert services.is_local_uri(uri) is local
+
+
+def test_a_vnc_unix_socket_is_proxied_on_a_local_host_only(team, owner, libvirt_graphics, stored_keys):
+    from apps.console.websockify_plugins import ConsoleTokens
+
+    path = "/var/lib/libvirt/qemu/domain-7-web/vnc.sock"
+    libvirt_graphics["graphics"] = [virt.GraphicsInfo("vnc", None, None, False, path)]
+    local = make_vm(team)
+    ticket = issue(owner, local, stored_keys)
+    stored = json.loads(redis_client().get(services.token_key(hash_token(ticket.token))))
+    assert stored["vnc_socket"] == path and "tunnel" not in stored and stored["target_port"] == 0
+    assert ConsoleTokens("project.settings").lookup(ticket.token) == ("unix_socket", path)
+    entry = AuditEntry.objects.get(action="vm.console.ticket", object_id=local.pk)
+    assert entry.params["vnc_socket"] == path
+
+    remote = make_vm(team, uri="qemu+ssh://root@127.0.0.1:2222/system")  # never contacted here
+    with pytest.raises(ConsoleRefused, match="SSH port forwarding"):
+        issue(owner, remote, stored_keys)
