@@ -91,12 +91,13 @@ def sync_host_objects(
                 to_update.append(obj)
                 result.changed.append((obj, changed))
         if complete or gone:
+            gone_values = {"gone": True, "updated": now}
+            if hasattr(model, "gone_since"):
+                gone_values["gone_since"] = now
             for key, obj in existing.items():
                 if key not in rows and not obj.gone and (complete or key in gone):
-                    obj.gone, obj.updated = True, now
-                    gone_values = {"gone": True, "updated": now}
-                    if hasattr(obj, "gone_since"):
-                        obj.gone_since = gone_values["gone_since"] = now
+                    for name, value in gone_values.items():
+                        setattr(obj, name, value)
                     result.gone.append(obj)
             if result.gone:  # the same values for every row: one UPDATE, not a CASE per row
                 model.objects.filter(pk__in=[obj.pk for obj in result.gone]).update(**gone_values)
