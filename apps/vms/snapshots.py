@@ -137,16 +137,16 @@ def _existing(vm: VirtualMachine, name: str) -> Snapshot:
     return snap
 
 
-def submit_revert(user, vm: VirtualMachine, name: str, *, request=None) -> Job:
-    """Queue the return of `vm` to snapshot `name`."""
+def _submit_on_snapshot(user, vm: VirtualMachine, name: str, kind: str, title: str, task: str, request):
+    """Queue a job on existing snapshot `name` of `vm` (refused while another job works on the VM)."""
     snap = _existing(vm, name)
     _busy(vm)
     return submit_job(
         user=user,
         team=vm.team,
-        kind="vm.snapshot.revert",
-        title=f"Revert {vm.name} to snapshot {snap.name}",
-        task="apps.vms.job_tasks.revert_snapshot_task",
+        kind=kind,
+        title=title.format(vm=vm.name, snapshot=snap.name),
+        task=task,
         params={"uuid": str(vm.uuid), "name": snap.name},
         host=vm.host,
         vm=vm,
@@ -154,20 +154,29 @@ def submit_revert(user, vm: VirtualMachine, name: str, *, request=None) -> Job:
     )
 
 
+def submit_revert(user, vm: VirtualMachine, name: str, *, request=None) -> Job:
+    """Queue the return of `vm` to snapshot `name`."""
+    return _submit_on_snapshot(
+        user,
+        vm,
+        name,
+        "vm.snapshot.revert",
+        "Revert {vm} to snapshot {snapshot}",
+        "apps.vms.job_tasks.revert_snapshot_task",
+        request,
+    )
+
+
 def submit_delete(user, vm: VirtualMachine, name: str, *, request=None) -> Job:
     """Queue the deletion of snapshot `name` of `vm` (its children stay)."""
-    snap = _existing(vm, name)
-    _busy(vm)
-    return submit_job(
-        user=user,
-        team=vm.team,
-        kind="vm.snapshot.delete",
-        title=f"Delete snapshot {snap.name} of {vm.name}",
-        task="apps.vms.job_tasks.delete_snapshot_task",
-        params={"uuid": str(vm.uuid), "name": snap.name},
-        host=vm.host,
-        vm=vm,
-        request=request,
+    return _submit_on_snapshot(
+        user,
+        vm,
+        name,
+        "vm.snapshot.delete",
+        "Delete snapshot {snapshot} of {vm}",
+        "apps.vms.job_tasks.delete_snapshot_task",
+        request,
     )
 
 
