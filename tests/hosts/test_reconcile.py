@@ -55,3 +55,22 @@ def test_unreachable_host_is_marked_offline(team):
     host.refresh_from_db()
     assert host.state == HostState.OFFLINE
     assert host.state_reason
+
+
+def test_device_records_are_mirrored_as_plain_copies(test_host):
+    """domain_fields copies each disk, NIC and graphics record field by field, as dataclasses.asdict would."""
+    import dataclasses
+
+    from apps import virt
+    from apps.vms.services import domain_fields
+
+    nic = virt.NicInfo("52:54:00:00:00:01", "network", "default", "virtio", "vnet0", ["192.0.2.5"], "down")
+    disk = virt.DiskInfo("vda", "disk", "virtio", "/pool/a.qcow2", "qcow2", False)
+    gfx = virt.GraphicsInfo("vnc", "127.0.0.1", 5901, True, None)
+    conn = connection_for(test_host)
+    info = virt.get_domain(conn, conn.lookupByName("test").UUIDString())
+    info = dataclasses.replace(info, disks=[disk], nics=[nic], graphics=[gfx])
+    fields = domain_fields(info)
+    assert fields["disks"] == [dataclasses.asdict(disk)]
+    assert fields["nics"] == [dataclasses.asdict(nic)] and fields["graphics"] == [dataclasses.asdict(gfx)]
+    assert fields["nics"][0]["addresses"] is not nic.addresses  # a copy: the mirror row owns its lists
