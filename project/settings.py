@@ -213,6 +213,8 @@ VIREO_ACTION_TIMEOUT = env.float("VIREO_ACTION_TIMEOUT", default=30.0)
 VIREO_HOSTD_LEASE_SECONDS = env.int("VIREO_HOSTD_LEASE_SECONDS", default=15)
 VIREO_HOSTD_MAX_BACKOFF = env.int("VIREO_HOSTD_MAX_BACKOFF", default=30)
 VIREO_INTERFACE_POLL_SECONDS = env.float("VIREO_INTERFACE_POLL_SECONDS", default=5.0)
+# hostd: seconds between samples of the running VMs' CPU and memory use (the sparklines); 0 turns it off.
+VIREO_STATS_SECONDS = env.float("VIREO_STATS_SECONDS", default=10.0)
 # Consoles: websockify's public URL (empty: the page's host, port VIREO_CONSOLE_PORT, ws/wss as the page),
 # and the seconds a single-use console token lives.
 VIREO_CONSOLE_URL = env.str("VIREO_CONSOLE_URL", default="")

@@ -3,6 +3,8 @@
 On connect a user joins the groups of their teams (superusers: "all") and gets the current sequence
 number of each group. Pages may also subscribe to single objects ("vm-5", "host-2"), checked with
 restrict(). Events carry per-group sequence numbers; a page that sees a gap refetches its state.
+A page may also ask for the CPU and memory points of the VMs it shows ({"stats": [pk, ...]}): the socket
+joins the `stats-host-<pk>` groups of their hosts and forwards only those VMs' points.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .permissions import restrict
 
 logger = logging.getLogger(__name__)
 OBJECT_GROUP_RE = re.compile(r"^(vm|host|network|pool|job)-(\d+)$")
+# The most VMs one socket may follow the statistics of (the longest list page).
+MAX_STATS_VMS = 250
 
 
 def _model_for(kind: str):
@@ -55,7 +59,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         watcher = getattr(self, "watcher", None)
         if watcher is not None:
             watcher.cancel()
-        for group in getattr(self, "groups_joined", ()):
+        for group in (*getattr(self, "groups_joined", ()), *getattr(self, "stats_groups", ())):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def join(self, groups: list[str]) -> None:
@@ -93,6 +97,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"type": "subscribed", "groups": current, "resync": True})
 
     async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and "stats" in content:
+            await self.watch_stats(content["stats"])
+            return
         group = content.get("subscribe") if isinstance(content, dict) else None
         if not isinstance(group, str):
             await self.send_json({"type": "error", "detail": 'Send {"subscribe": "vm-<id>"}.'})
@@ -112,11 +119,38 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message):
         # Channels runs close_old_connections() in the sync thread before every handler: one thread hop
         # per subscriber per event, all queued on the one sync thread, which was most of a burst's fan-out
-        # time. live_event touches no database, so it skips that; every other message keeps it.
-        if message.get("type") == "live.event":
+        # time. The live handlers touch no database, so they skip that; every other message keeps it.
+        kind = message.get("type")
+        if kind == "live.event":
             await self.live_event(message)
+        elif kind == "live.ephemeral":
+            await self.live_ephemeral(message)
         else:
             await super().dispatch(message)
+
+    async def watch_stats(self, pks) -> None:
+        """Forward the CPU and memory points of these VMs (those the user may see; at most a page's worth),
+        replacing the VMs asked for before."""
+        if not isinstance(pks, list) or len(pks) > MAX_STATS_VMS or not all(isinstance(p, int) for p in pks):
+            await self.send_json(
+                {"type": "error", "detail": f'Send {{"stats": [up to {MAX_STATS_VMS} VM ids]}}.'}
+            )
+            return
+        hosts = await self._visible_vm_hosts(pks)
+        groups = {f"stats-host-{host}" for host in hosts.values()}
+        for group in getattr(self, "stats_groups", set()) - groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.stats_groups, self.stats_vms = groups, {str(pk) for pk in hosts}
+
+    async def live_ephemeral(self, message):
+        data = message["data"]
+        if data.get("type") != "stats":
+            return
+        mine = {pk: point for pk, point in data["vms"].items() if pk in getattr(self, "stats_vms", ())}
+        if mine:
+            await self.send_json({"type": "stats", "vms": mine})
 
     async def live_event(self, message):
         # The event arrives serialized (once, by the publisher); only the envelope is built here.
@@ -136,6 +170,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             f"team-{pk}"
             for pk in restrict(Team.objects.all(), user, Action.VIEW).values_list("pk", flat=True)
         ]
+
+    @database_sync_to_async
+    def _visible_vm_hosts(self, pks: list[int]) -> dict[int, int]:
+        from apps.vms.models import VirtualMachine
+
+        visible = restrict(
+            VirtualMachine.objects.filter(pk__in=pks, gone=False), self.scope["user"], Action.VIEW
+        )
+        return dict(visible.values_list("pk", "host_id"))
 
     @database_sync_to_async
     def _may_see(self, kind: str, pk: int) -> bool:

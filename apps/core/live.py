@@ -112,8 +112,30 @@ class _Publisher:
                             exc_info=True,
                         )
 
+    def send_ephemeral(self, group: str, event: dict[str, Any]) -> None:
+        """Send a passing measurement to `group`: no sequence number (a lost one is simply not drawn) and
+        a single try."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        message = {"type": "live.ephemeral", "data": {**event, "time": time.time()}}
+        with self._lock:
+            loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        try:
+            future.result(timeout=10)
+        except Exception:
+            future.cancel()
+            logger.debug("live: ephemeral %s to %s not sent", event.get("type"), group, exc_info=True)
+
 
 _publisher = _Publisher()
+
+
+def publish_ephemeral(group: str, event: dict[str, Any]) -> None:
+    """Send `event` to `group` now (no transaction, no sequence number): for measurements such as VM
+    statistics, which the next one replaces."""
+    _publisher.send_ephemeral(group, event)
 
 
 def _send(groups: list[str], event: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps import virt
 from apps.core.mirror import sync_host_objects
+from apps.vms.metrics import UsageTracker, sample_host
 
 from . import services
 from .choices import HostState
@@ -128,11 +129,15 @@ class HostWatcher(threading.Thread):
                 return
             logger.info("host %s: online, watching events", host)
             next_interface_read = time.monotonic() + settings.VIREO_INTERFACE_POLL_SECONDS
+            usage, next_sample = UsageTracker(), time.monotonic()
             while not self.stopping.is_set() and not self.closed.is_set():
                 # Interfaces come and go without libvirt events where no udevd feeds its node devices.
                 if time.monotonic() >= next_interface_read:
                     self._refresh_interfaces(host, conn)
                     next_interface_read = time.monotonic() + settings.VIREO_INTERFACE_POLL_SECONDS
+                if settings.VIREO_STATS_SECONDS > 0 and time.monotonic() >= next_sample:
+                    self._sample(host, conn, usage)
+                    next_sample = time.monotonic() + settings.VIREO_STATS_SECONDS
                 try:
                     first = self.events.get(timeout=1.0)
                 except queue.Empty:
@@ -204,6 +209,16 @@ class HostWatcher(threading.Thread):
         elif any(e.kind == "network" for e in events):
             with contextlib.suppress(Exception):
                 update_forward_dev_presence(host)
+
+    def _sample(self, host: Host, conn, usage: UsageTracker) -> None:
+        """Sample the running VMs' CPU and memory use and push it to the pages that show them."""
+        try:
+            sample_host(host, conn, usage)
+        except virt.VirtError as exc:
+            logger.debug("host %s: reading VM statistics failed: %s", host, exc.message)
+        except Exception:
+            logger.exception("host %s: recording VM statistics failed", host)
+            close_old_connections()
 
     def _refresh_interfaces(self, host: Host, conn) -> None:
         """Re-read the host's interfaces (forward devices that appeared or vanished show up live) and its

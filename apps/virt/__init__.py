@@ -87,6 +87,7 @@ from .states import (
     SHUTOFF,
     state_name,
 )
+from .stats import GuestSample, sample_running
 from .storage import PoolInfo, get_pool, list_pools
 from .uri import Credentials, is_remote, prepared_uri, validate_uri
 from .xmlutil import SAFE_PARSER, parse_xml
@@ -111,6 +112,8 @@ __all__ = [
     "DomainInfo",
     "DomainXml",
     "GraphicsInfo",
+    "GuestSample",
+    "sample_running",
     "HostInfo",
     "HostUnreachable",
     "InvalidInput",

@@ -509,7 +509,9 @@ def build_domain(spec: DomainSpec) -> etree._Element:
         tpm = _sub(devices, "tpm", model="tpm-crb")
         _sub(tpm, "backend", type="emulator", version="2.0")
     if spec.domain_type != "test":
-        _sub(devices, "memballoon", model="virtio")
+        balloon = _sub(devices, "memballoon", model="virtio")
+        # The guest's balloon driver reports its memory use this often (the VM's memory sparkline).
+        _sub(balloon, "stats", period="10")
     return dom
 
 

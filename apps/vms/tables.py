@@ -7,6 +7,7 @@ row costs about one, and the list must stay fast whatever the number of VMs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from django.urls import reverse
@@ -29,16 +30,19 @@ ROW = (
     '<td class="text-end" data-field="vcpus">{vcpus}</td>'
     '<td class="text-end" data-field="memory_mib">{memory} MiB</td>'
     '<td class="small" data-field="addresses">{addresses}</td>'
+    '<td class="vm-use" data-stats-vm="{pk}" data-points="{points}"></td>'
     "</tr>"
 )
 TITLE = ' <span class="small text-body-secondary">{}</span>'
 
 
-def vm_rows(vms: Iterable[dict]) -> list[SafeString]:
+def vm_rows(vms: Iterable[dict], history: dict[int, list] | None = None) -> list[SafeString]:
     """One table row per VM (dicts of ROW_FIELDS), with the data-live and data-field marks live.js updates.
 
-    The badge and label follow VirtualMachine.state_badge and state_label.
+    The badge and label follow VirtualMachine.state_badge and state_label. `history` (VM pk -> its CPU and
+    memory points, from metrics.history) seeds each row's sparklines, which live statistics extend.
     """
+    history = history or {}
     prefix = escape(reverse("vms:list"))
     rows = []
     for vm in vms:
@@ -58,6 +62,7 @@ def vm_rows(vms: Iterable[dict]) -> list[SafeString]:
                     vcpus=int(vm["vcpus"]),
                     memory=int(vm["memory_kib"]) // 1024,
                     addresses=escape(", ".join(vm["addresses"] or ())),
+                    points=escape(json.dumps(history.get(pk, []), separators=(",", ":"))),
                 )
             )
         )

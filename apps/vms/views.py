@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -18,7 +20,7 @@ from apps.core.models import InventoryChange
 from apps.core.permissions import can, get_restricted, restrict
 from apps.core.views import FilteredListView
 
-from . import lifecycle, services
+from . import lifecycle, metrics, services
 from .choices import VmAction
 from .filters import VirtualMachineFilterSet
 from .models import VirtualMachine
@@ -48,7 +50,7 @@ class VmListView(FilteredListView):
         return objects.values(*ROW_FIELDS)
 
     def rows(self, page) -> list:
-        return vm_rows(page)
+        return vm_rows(page, metrics.history([vm["pk"] for vm in page]))
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(
@@ -86,6 +88,7 @@ class VmDetailView(LoginRequiredMixin, TemplateView):
             **snapshot_context(user, vm),
             history=history,
             changes=changes,
+            use_points=json.dumps(metrics.history([vm.pk]).get(vm.pk, []), separators=(",", ":")),
             **kwargs,
         )
 

@@ -50,7 +50,86 @@
     });
   }
 
+  // CPU and memory sparklines: elements marked data-stats-vm="<pk>" start from data-points
+  // ([[time, cpu %, memory %], ...]) and grow with the "stats" messages of the VMs this page asked for.
+  const STATS_POINTS = 60;
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function drawUse(el) {
+    if (!el.vireoPoints) el.vireoPoints = JSON.parse(el.dataset.points || "[]");
+    const points = el.vireoPoints.slice(-STATS_POINTS);
+    el.replaceChildren();
+    if (!points.length) return;
+    const large = el.classList.contains("vm-use-large");
+    const width = large ? 240 : 80;
+    const height = large ? 48 : 20;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("width", width);
+    svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+    svg.classList.add("sparkline");
+    [[1, "sparkline-cpu"], [2, "sparkline-memory"]].forEach(([index, cls]) => {
+      const coords = [];
+      points.forEach((p, i) => {
+        if (p[index] === null || p[index] === undefined) return;
+        const x = width - (points.length - 1 - i) * (width / (STATS_POINTS - 1));
+        coords.push(x.toFixed(1) + "," + (height - 1 - (p[index] / 100) * (height - 2)).toFixed(1));
+      });
+      if (!coords.length) return;
+      const line = document.createElementNS(SVG, "polyline");
+      line.setAttribute("points", coords.join(" "));
+      line.setAttribute("class", cls);
+      svg.appendChild(line);
+    });
+    const last = (index) => {
+      for (let i = points.length - 1; i >= 0; i--) if (points[i][index] !== null) return points[i][index];
+      return null;
+    };
+    const cpu = last(1);
+    const memory = last(2);
+    const label = document.createElement("span");
+    label.className = "sparkline-label small text-body-secondary ms-1";
+    label.textContent = (cpu === null ? "–" : Math.round(cpu) + " %") + " · " + (memory === null ? "–" : Math.round(memory) + " %");
+    el.title = "CPU " + (cpu === null ? "not known yet" : cpu + " %") + ", memory " + (memory === null ? "not known" : memory + " %");
+    el.append(svg, label);
+  }
+
+  function statsWanted() {
+    const pks = new Set();
+    document.querySelectorAll("[data-stats-vm]").forEach((el) => {
+      drawUse(el);
+      pks.add(Number(el.dataset.statsVm));
+    });
+    return Array.from(pks);
+  }
+
+  function askForStats() {
+    const ws = window.vireoLive;
+    const pks = statsWanted();
+    if (ws && ws.readyState === WebSocket.OPEN && (pks.length || ws.vireoStatsAsked)) {
+      ws.send(JSON.stringify({ stats: pks.slice(0, 250) }));
+      ws.vireoStatsAsked = true;
+    }
+  }
+
+  function applyStats(vms) {
+    Object.entries(vms).forEach(([pk, point]) => {
+      document.querySelectorAll('[data-stats-vm="' + pk + '"]').forEach((el) => {
+        if (!el.vireoPoints) el.vireoPoints = JSON.parse(el.dataset.points || "[]");
+        el.vireoPoints.push(point);
+        if (el.vireoPoints.length > STATS_POINTS) el.vireoPoints.splice(0, el.vireoPoints.length - STATS_POINTS);
+        drawUse(el);
+      });
+    });
+  }
+  // A refreshed table brings new rows (and their points): draw them and follow exactly those VMs.
+  document.addEventListener("htmx:afterSettle", askForStats);
+
   function handle(message) {
+    if (message.type === "stats") {
+      applyStats(message.vms);
+      return;
+    }
     if (message.type === "subscribed") {
       Object.entries(message.groups).forEach(([group, seq]) => { lastSeq[group] = seq; });
       if (message.resync) refresh(["*"]); // the server saw that events may have been lost
@@ -93,6 +172,7 @@
       });
       if (window.vireoLiveConnectedBefore) refresh(["*"]); // a reconnect: fetch the full current state
       window.vireoLiveConnectedBefore = true;
+      askForStats();
     };
     ws.onmessage = (msg) => handle(JSON.parse(msg.data));
     ws.onclose = () => {
@@ -102,6 +182,7 @@
     };
     window.vireoLive = ws;
   }
+  statsWanted(); // draw what the page came with, before the socket opens
 
   const toggle = document.getElementById("theme-toggle");
   if (toggle) {

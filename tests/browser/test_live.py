@@ -151,3 +151,31 @@ def test_page_catches_up_after_its_live_socket_reconnects(
     expect(badge).to_have_text("Running", timeout=2000)
     expect(row_badge).to_have_text("Running", timeout=2000)
     _assert_not_reloaded(vm_list, detail)
+
+
+@pytest.fixture
+def fast_stats(settings):
+    settings.VIREO_STATS_SECONDS = 0.5
+
+
+def test_cpu_use_draws_a_sparkline_that_grows_live(
+    fast_stats, logged_in_page, owner, local_host, hostd, tiny_vm_factory, run_prefix
+):
+    guest = tiny_vm_factory(wait_ready=False)
+    vm = mirrored_vm(local_host, guest.uuid, "running")
+    page = logged_in_page(owner)
+    open_live(page, f"/vms/?q={run_prefix}")
+    cell = page.locator(f'tr[data-live="vm-{vm.pk}"] td.vm-use')
+    cpu_line = cell.locator("polyline.sparkline-cpu")
+    expect(cpu_line).to_have_count(1, timeout=10_000)
+    expect(cell.locator(".sparkline-label")).to_contain_text("%")
+    first = len(cpu_line.get_attribute("points").split())
+    wait_until(
+        lambda: len(cpu_line.get_attribute("points").split()) > first + 1, 10, "the CPU sparkline to grow"
+    )
+    # The VM's own page starts from the points kept so far, and grows too.
+    detail = page.context.new_page()
+    open_live(detail, f"/vms/{vm.pk}/", subscriptions=2)
+    big = detail.locator("#vm-use polyline.sparkline-cpu")
+    expect(big).to_have_count(1)
+    assert len(big.get_attribute("points").split()) >= first

@@ -67,3 +67,24 @@ def test_hostd_shares_hosts_by_lease(system_host, settings, transactional_db):
         first.shutdown()
         second.shutdown()
     assert Host.objects.get(pk=system_host.pk).lease_owner == ""
+
+
+@pytest.fixture
+def fast_stats(settings):
+    settings.VIREO_STATS_SECONDS = 0.5
+
+
+def test_running_vms_cpu_and_memory_use_is_sampled(fast_stats, system_host, hostd, tiny_vm):
+    from apps.vms import metrics
+
+    vm = wait_until(mirrored(tiny_vm.name, state="running"), timeout=20)
+    try:
+        points = wait_until(
+            lambda: [p for p in metrics.history([vm.pk]).get(vm.pk, []) if p[1] is not None], timeout=10
+        )
+        time_, cpu, memory = points[-1]
+        assert abs(time_ - time.time()) < 10 and 0.0 <= cpu <= 100.0
+        assert memory is None or 0.0 < memory <= 100.0
+        print("sampled", points[-3:])
+    finally:
+        metrics.redis_client().delete(metrics._key(vm.pk))

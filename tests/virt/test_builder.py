@@ -170,6 +170,8 @@ def test_xml_contents():
     assert graphics.get("listen") == VNC_LISTEN and graphics.find("listen").get("address") == VNC_LISTEN
     assert root.find("os/boot") is None  # per-device boot order instead
     assert root.find("devices/disk/boot").get("order") == "1"
+    # The guest's balloon driver reports its memory use (the memory sparkline).
+    assert root.find("devices/memballoon[@model='virtio']/stats").get("period") == "10"
 
 
 def test_direct_kernel_boot_and_efi():
