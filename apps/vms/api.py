@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from apps.core.api import RestrictedQuerysetMixin
 from apps.core.choices import Action
 
-from . import services
+from . import metrics, services
 from .change_api import VmChangeMixin
 from .choices import VmAction
 from .create_api import VmCreateMixin
@@ -102,6 +103,26 @@ def _action(name: str):
     )(action(detail=True, methods=["post"], url_path=name, required_action=Action.OPERATE)(handler))
 
 
+class UsagePointSerializer(serializers.Serializer):
+    """One sample of a running VM's use."""
+
+    time = serializers.FloatField(help_text="Unix time of the sample.")
+    cpu_percent = serializers.FloatField(
+        allow_null=True, help_text="Of the VM's vCPUs; null on a first sample."
+    )
+    memory_percent = serializers.FloatField(
+        allow_null=True,
+        help_text="Of the guest's memory, as its balloon driver reports; null if it does not.",
+    )
+
+
+class VmUsageSerializer(serializers.Serializer):
+    """A VM's CPU and memory use over the last minutes (what its sparklines show)."""
+
+    interval_seconds = serializers.FloatField(help_text="Seconds between samples (VIREO_STATS_SECONDS).")
+    points = UsagePointSerializer(many=True)
+
+
 # The columns the brief list reads: its serializer's fields, as model field names.
 _COLUMN = {"id": "pk", "host": "host_id", "host_name": "host__name", "team": "team_id"}
 BRIEF_FIELDS = tuple(_COLUMN.get(name, name) for name in VirtualMachineBriefSerializer.Meta.fields)
@@ -128,6 +149,20 @@ class VirtualMachineViewSet(
 
     def get_serializer_class(self):
         return VirtualMachineBriefSerializer if self.action == "list" else VirtualMachineSerializer
+
+    @extend_schema(responses={200: VmUsageSerializer}, summary="CPU and memory use over the last minutes")
+    @action(detail=True, methods=["get"], url_path="usage")
+    def usage(self, request, pk=None):
+        """The VM's kept CPU and memory samples, oldest first (empty while it is not running)."""
+        vm = self.get_object()
+        points = metrics.history([vm.pk]).get(vm.pk, [])
+        data = {
+            "interval_seconds": settings.VIREO_STATS_SECONDS,
+            "points": [
+                {"time": t, "cpu_percent": cpu, "memory_percent": memory} for t, cpu, memory in points
+            ],
+        }
+        return Response(VmUsageSerializer(data).data)
 
     start = _action(VmAction.START)
     shutdown = _action(VmAction.SHUTDOWN)

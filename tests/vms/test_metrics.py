@@ -122,3 +122,27 @@ async def test_a_page_gets_the_points_of_the_vms_it_asked_for_and_may_see(test_h
         await mine.disconnect()
         await theirs.disconnect()
     assert json.dumps(got)  # a plain JSON message
+
+
+@pytest.mark.django_db
+def test_the_api_gives_the_kept_points(test_host, viewer, outsider, settings):
+    from rest_framework.test import APIClient
+
+    vm = VirtualMachine.objects.get(host=test_host, name="test")
+    client = APIClient()
+    try:
+        metrics.record(test_host.pk, {vm.pk: (None, 30.0)}, now=50.0)
+        metrics.record(test_host.pk, {vm.pk: (7.5, 31.0)}, now=60.0)
+        client.force_authenticate(viewer)
+        body = client.get(f"/api/v1/vms/{vm.pk}/usage/").json()
+        assert body == {
+            "interval_seconds": settings.VIREO_STATS_SECONDS,
+            "points": [
+                {"time": 50.0, "cpu_percent": None, "memory_percent": 30.0},
+                {"time": 60.0, "cpu_percent": 7.5, "memory_percent": 31.0},
+            ],
+        }
+        client.force_authenticate(outsider)
+        assert client.get(f"/api/v1/vms/{vm.pk}/usage/").status_code == 404
+    finally:
+        metrics.redis_client().delete(metrics._key(vm.pk))
