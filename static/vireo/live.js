@@ -89,7 +89,7 @@
     const memory = last(2);
     const label = document.createElement("span");
     label.className = "sparkline-label small text-body-secondary ms-1";
-    label.textContent = (cpu === null ? "–" : Math.round(cpu) + " %") + " · " + (memory === null ? "–" : Math.round(memory) + " %");
+    label.textContent = "CPU " + (cpu === null ? "–" : Math.round(cpu) + " %") + " · mem " + (memory === null ? "–" : Math.round(memory) + " %");
     el.title = "CPU " + (cpu === null ? "not known yet" : cpu + " %") + ", memory " + (memory === null ? "not known" : memory + " %");
     el.append(svg, label);
   }
