@@ -3,13 +3,15 @@
 hostd samples each host's running VMs every VIREO_STATS_SECONDS with one bulk libvirt call
 (`virt.sample_running`). A `UsageTracker` per host turns two samples into percentages: CPU is the guest's
 CPU time over the wall time and its vCPUs, memory what the guest uses over what it has. Each VM keeps its
-last STATS_POINTS points in a Redis list (one pipeline per host and round); the round goes to the group
+last STATS_POINTS points as one Redis string (one pipeline per host and round; a page reads its rows' with
+one MGET); the round goes to the group
 `stats-host-<pk>` as one message, and each live socket forwards only the VMs its page shows (see
 LiveConsumer). Nothing here is history worth keeping: Redis forgets a VM's points after STATS_KEEP_SECONDS.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ class UsageTracker:
     """Turns one host's successive samples into CPU and memory percentages per VM UUID."""
 
     previous: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: The series of the host's running VMs (VM pk -> points), as record() last wrote them.
+    kept: dict[int, list[list]] = field(default_factory=dict)
 
     def update(
         self, samples: list[virt.GuestSample], now: float
@@ -65,22 +69,39 @@ def _point(now: float, cpu: float | None, memory: float | None) -> list:
     return [round(now), None if cpu is None else round(cpu, 1), None if memory is None else round(memory, 1)]
 
 
-def record(host_pk: int, usage: dict[int, tuple[float | None, float | None]], now: float) -> None:
-    """Append each VM's point (VM pk -> (cpu %, memory %)) to its Redis list and push the round live."""
+def record(
+    host_pk: int,
+    usage: dict[int, tuple[float | None, float | None]],
+    now: float,
+    kept: dict[int, list[list]] | None = None,
+) -> None:
+    """Add each VM's point (VM pk -> (cpu %, memory %)) to its series and push the round live.
+
+    A series is one Redis string (its points as JSON), so that a page reads all its rows' series with one
+    MGET. `kept` is the caller's copy of the series (a hostd watcher keeps its host's between rounds);
+    series it lacks are read from Redis first (another hostd may have kept them before).
+    """
     if not usage:
         return
+    kept = {} if kept is None else kept
     points = {pk: _point(now, cpu, memory) for pk, (cpu, memory) in usage.items()}
     try:
-        pipe = redis_client().pipeline(transaction=False)
+        client = redis_client()
+        missing = [pk for pk in points if pk not in kept]
+        if missing:
+            kept.update(history(missing))
+        pipe = client.pipeline(transaction=False)
         for pk, point in points.items():
-            key = _key(pk)
-            pipe.rpush(key, " ".join("" if v is None else str(v) for v in point))
-            pipe.ltrim(key, -STATS_POINTS, -1)
-            pipe.expire(key, STATS_KEEP_SECONDS)
+            series = kept.setdefault(pk, [])
+            series.append(point)
+            del series[:-STATS_POINTS]
+            pipe.set(_key(pk), json.dumps(series, separators=(",", ":")), ex=STATS_KEEP_SECONDS)
         pipe.execute()
     except redis.RedisError:
         logger.warning("Redis unavailable: VM statistics of host %s not kept", host_pk)
         return
+    for pk in set(kept) - set(points):  # VMs that stopped: their series stays in Redis until it expires
+        del kept[pk]
     publish_ephemeral(
         f"stats-host-{host_pk}", {"type": "stats", "vms": {str(pk): p for pk, p in points.items()}}
     )
@@ -91,23 +112,10 @@ def history(vm_pks: list[int]) -> dict[int, list[list]]:
     if not vm_pks:
         return {}
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        for pk in vm_pks:
-            pipe.lrange(_key(pk), 0, -1)
-        lists = pipe.execute()
+        values = redis_client().mget([_key(pk) for pk in vm_pks])
     except redis.RedisError:
         return {}
-    found = {}
-    for pk, raw in zip(vm_pks, lists, strict=True):
-        if raw:
-            found[pk] = [
-                [
-                    float(v) if v else None
-                    for v in (item.decode() if isinstance(item, bytes) else item).split(" ")
-                ]
-                for item in raw
-            ]
-    return found
+    return {pk: json.loads(raw) for pk, raw in zip(vm_pks, values, strict=True) if raw}
 
 
 def sample_host(host, conn, tracker: UsageTracker) -> int:
@@ -124,5 +132,5 @@ def sample_host(host, conn, tracker: UsageTracker) -> int:
     )
     pks = {str(uuid): pk for uuid, pk in rows}
     by_pk = {pks[uuid]: values for uuid, values in usage.items() if uuid in pks}
-    record(host.pk, by_pk, now)
+    record(host.pk, by_pk, now, tracker.kept)
     return len(by_pk)

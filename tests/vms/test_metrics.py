@@ -65,9 +65,9 @@ def test_the_list_page_seeds_each_rows_sparklines(test_host, owner, client_for):
     try:
         metrics.record(test_host.pk, {vm.pk: (12.5, 40.0)}, now=1234.0)
         text = client_for(owner).get("/vms/").content.decode()
-        assert f'data-stats-vm="{vm.pk}" data-points="[[1234.0,12.5,40.0]]"' in text
+        assert f'data-stats-vm="{vm.pk}" data-points="[[1234,12.5,40.0]]"' in text
         detail = client_for(owner).get(f"/vms/{vm.pk}/").content.decode()
-        assert 'id="vm-use"' in detail and "[[1234.0,12.5,40.0]]" in detail
+        assert 'id="vm-use"' in detail and "[[1234,12.5,40.0]]" in detail
     finally:
         metrics.redis_client().delete(metrics._key(vm.pk))
 
