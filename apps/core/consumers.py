@@ -89,7 +89,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             missed = any(self.suspect.get(g, -1) >= self.last_seq.get(g, 0) for g in behind)
             self.suspect = {g: current[g] for g in behind}
             if reset:  # Redis restarted: its record of this socket's groups went with it
-                for group in self.groups_joined:
+                for group in (*self.groups_joined, *getattr(self, "stats_groups", ())):
                     await self.channel_layer.group_add(group, self.channel_name)
             if reset or missed:
                 self.last_seq.update(current)
