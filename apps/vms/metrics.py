@@ -4,9 +4,9 @@ hostd samples each host's running VMs every VIREO_STATS_SECONDS with one bulk li
 (`virt.sample_running`). A `UsageTracker` per host turns two samples into percentages: CPU is the guest's
 CPU time over the wall time and its vCPUs, memory what the guest uses over what it has. Each VM keeps its
 last STATS_POINTS points as one Redis string (one pipeline per host and round; a page reads its rows' with
-one MGET); the round goes to the group
-`stats-host-<pk>` as one message, and each live socket forwards only the VMs its page shows (see
-LiveConsumer). Nothing here is history worth keeping: Redis forgets a VM's points after STATS_KEEP_SECONDS.
+one MGET); the round goes to the group `stats-host-<pk>` as one message, and each live socket forwards
+only the VMs its page shows (see LiveConsumer). Nothing here is history worth keeping: Redis forgets a
+VM's points after STATS_KEEP_SECONDS.
 """
 
 from __future__ import annotations
