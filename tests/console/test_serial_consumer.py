@@ -18,15 +18,9 @@ HEADERS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
 
 @sync_to_async
 def session_cookie(user) -> bytes:
-    from django.contrib.auth import SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
+    from tests.fixtures.sessions import session_key_for
 
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.save()
-    return f"sessionid={session.session_key}".encode()
+    return f"sessionid={session_key_for(user)}".encode()
 
 
 async def open_serial(user, vm_pk: int, headers=HEADERS) -> WebsocketCommunicator:

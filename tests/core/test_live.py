@@ -7,6 +7,7 @@ from channels.testing import WebsocketCommunicator
 from apps.core.live import publish_object
 from apps.vms.models import VirtualMachine
 from project.asgi import application
+from tests.fixtures.sessions import session_key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,19 +16,7 @@ async def connect(user):
     headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
     communicator = WebsocketCommunicator(application, "/ws/live/", headers=headers)
     if user is not None:
-        from django.contrib.auth import SESSION_KEY
-        from django.contrib.sessions.backends.db import SessionStore
-
-        @sync_to_async
-        def make_session():
-            session = SessionStore()
-            session[SESSION_KEY] = str(user.pk)
-            session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-            session["_auth_user_hash"] = user.get_session_auth_hash()
-            session.save()
-            return session.session_key
-
-        key = await make_session()
+        key = await sync_to_async(session_key_for)(user)
         communicator.scope["headers"].append((b"cookie", f"sessionid={key}".encode()))
     connected, _ = await communicator.connect()
     return communicator, connected
@@ -146,19 +135,7 @@ async def test_a_bad_token_gets_nothing(test_host, memory_layer):
 
 async def test_a_bad_token_counts_even_with_a_session_cookie(test_host, operator, memory_layer):
     """A socket with a token header skipped the Origin check: its cookies must not sign it in."""
-    from django.contrib.auth import SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
-    @sync_to_async
-    def make_session():
-        session = SessionStore()
-        session[SESSION_KEY] = str(operator.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        session["_auth_user_hash"] = operator.get_session_auth_hash()
-        session.save()
-        return session.session_key
-
-    key = await make_session()
+    key = await sync_to_async(session_key_for)(operator)
     headers = [
         (b"host", b"localhost"),
         (b"origin", b"http://evil.example"),

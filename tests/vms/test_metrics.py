@@ -73,21 +73,10 @@ def test_the_list_page_seeds_each_rows_sparklines(test_host, owner, client_for):
 
 
 async def _socket(user):
-    from django.contrib.auth import SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
     from project.asgi import application
+    from tests.fixtures.sessions import session_key_for
 
-    @sync_to_async
-    def make_session():
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        session["_auth_user_hash"] = user.get_session_auth_hash()
-        session.save()
-        return session.session_key
-
-    key = await make_session()
+    key = await sync_to_async(session_key_for)(user)
     headers = [
         (b"origin", b"http://localhost"),
         (b"host", b"localhost"),
