@@ -98,6 +98,24 @@ class ConsoleSocket(AsyncWebsocketConsumer):
         """Why this kind of console cannot open for `vm` now (None if it can)."""
         return None
 
+    async def watch_rights(self, check, what: str) -> None:
+        """Every VIREO_CONSOLE_CHECK_SECONDS run `check` (a console session's or a RightsCheck's, in the
+        sync thread); once it gives a reason, hand it to rights_lost() and stop."""
+        while True:
+            await asyncio.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
+            try:
+                reason = await database_sync_to_async(check)()
+            except Exception:  # Redis or the database away for a moment: check again next time
+                logger.warning("%s of VM %s: rights check failed", what, self.vm.pk, exc_info=True)
+                continue
+            if reason:
+                await self.rights_lost(reason)
+                return
+
+    async def rights_lost(self, reason: str) -> None:
+        """Close this socket: its user may no longer have it."""
+        await self.refuse(f"Closed: {reason}.", CLOSE_FORBIDDEN)
+
     @database_sync_to_async
     def authorize(self, user, vm_pk: int):
         """(vm, action, 0, "") if `user` may have this console of the VM (action: console, or view for
@@ -154,7 +172,8 @@ class SerialConsumer(ConsoleSocket):
         except ConsoleLimitReached as exc:
             await self.refuse(str(exc), CLOSE_TOO_MANY)
             return
-        self.guard = asyncio.ensure_future(self.watch_rights())
+        # Every few seconds: keep the session registered; close the console when its user lost the right.
+        self.guard = asyncio.ensure_future(self.watch_rights(self.session.check, "serial console"))
         await self.join(f"serial-{self.vm.pk}")
         self.output: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.pump = asyncio.ensure_future(self.pump_output())
@@ -200,22 +219,13 @@ class SerialConsumer(ConsoleSocket):
 
         return await sync_to_async(find, thread_sensitive=False)()
 
-    async def watch_rights(self) -> None:
-        """Every few seconds: keep the session registered; close the console when its user lost the right."""
-        while True:
-            await asyncio.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
-            try:
-                reason = await database_sync_to_async(self.session.check)()
-            except Exception:  # Redis or the database away for a moment: check again next time
-                logger.warning("serial console of VM %s: rights check failed", self.vm.pk, exc_info=True)
-                continue
-            if reason:
-                logger.info(
-                    "serial console of VM %s closed for user %s: %s", self.vm.pk, self.session.user_id, reason
-                )
-                await self.release(f"revoked: {reason}")
-                await self.refuse(f"The console was closed: {reason}.", CLOSE_FORBIDDEN)
-                return
+    async def rights_lost(self, reason: str) -> None:
+        """The user may no longer hold the serial line: release it and close the console."""
+        logger.info(
+            "serial console of VM %s closed for user %s: %s", self.vm.pk, self.session.user_id, reason
+        )
+        await self.release(f"revoked: {reason}")
+        await self.refuse(f"The console was closed: {reason}.", CLOSE_FORBIDDEN)
 
     async def take_line(self, *, force: bool, given_by: str | None = None) -> None:
         """Open the VM's serial stream here (taking it over with `force`); tell the page and the others."""
@@ -422,21 +432,9 @@ class ConsolePresenceConsumer(ConsoleSocket):
             self.scope.get("api_token_hash"),
         )
         await database_sync_to_async(self.rights.check)()  # remembers the user's current revision
-        self.guard = asyncio.ensure_future(self.watch_rights())
+        # Closes this socket within seconds of a logout or of losing sight of the VM.
+        self.guard = asyncio.ensure_future(self.watch_rights(self.rights.check, "console presence"))
         await self.send_presence()
-
-    async def watch_rights(self) -> None:
-        """Close this socket within seconds of a logout or of losing sight of the VM."""
-        while True:
-            await asyncio.sleep(settings.VIREO_CONSOLE_CHECK_SECONDS)
-            try:
-                reason = await database_sync_to_async(self.rights.check)()
-            except Exception:  # Redis or the database away for a moment: check again next time
-                logger.warning("console presence of VM %s: rights check failed", self.vm.pk, exc_info=True)
-                continue
-            if reason:
-                await self.refuse(f"Closed: {reason}.", CLOSE_FORBIDDEN)
-                return
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
